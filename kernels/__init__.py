@@ -1,0 +1,1 @@
+"""codescaler.kernels: Triton kernels, each beside its torch reference."""

@@ -1,0 +1,23 @@
+"""codescaler: an execution-free reward engine for code (CodeScaler reward models, exact and fast)."""
+
+from .errors import CodeScalerError, InputError, ModelLoadError, TemplateError
+from .extract import Extraction, extract, extract_batch
+from .model import BestOfN, Reward, RewardModel
+from .shape import shape, softplus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BestOfN",
+    "CodeScalerError",
+    "Extraction",
+    "InputError",
+    "ModelLoadError",
+    "Reward",
+    "RewardModel",
+    "TemplateError",
+    "extract",
+    "extract_batch",
+    "shape",
+    "softplus",
+]

@@ -1,0 +1,103 @@
+"""PyTorch backend: a Hugging Face ``*ForSequenceClassification`` checkpoint, pooled at one token per sequence.
+
+Only the pooled rows go through the score head (Hugging Face projects every token, then gathers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import ModelLoadError
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def torch_dtype(dtype):
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype {dtype} is not supported; use one of {', '.join(DTYPES)}")
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)} or a torch.dtype")
+    return getattr(torch, dtype)
+
+
+def check_model_dir(path: Path) -> dict:
+    """Reads ``config.json`` and fails with the reason when the folder is no one-label classifier."""
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: model folder does not exist")
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise ModelLoadError(f"{cfg_path}: missing; not a Hugging Face model folder")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{cfg_path}: unreadable ({exc})") from exc
+    archs = cfg.get("architectures") or []
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelLoadError(
+            f"{cfg_path}: architectures {archs} have no classification head; a reward model is a "
+            "*ForSequenceClassification checkpoint"
+        )
+    labels = cfg.get("num_labels", len(cfg["id2label"]) if "id2label" in cfg else 1)
+    if labels != 1:
+        raise ModelLoadError(f"{cfg_path}: num_labels is {labels}; a reward model has exactly one label")
+    return cfg
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, path: str | Path, *, dtype=None, device: str | None = None):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        path = Path(path)
+        check_model_dir(path)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype is None:
+            # float32 is exact on CPU; on GPUs bfloat16 is the checkpoints' own dtype.
+            dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+        tdtype = torch_dtype(dtype)
+        try:
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=tdtype, output_loading_info=True
+            )
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: cannot load the model ({exc})") from exc
+        missing = [k for k in info.get("missing_keys", ()) if k.split(".")[0] == "score"]
+        if missing:
+            raise ModelLoadError(f"{path}: the weights have no score head ({', '.join(missing)} missing)")
+        if model.config.num_labels != 1:
+            raise ModelLoadError(f"{path}: num_labels is {model.config.num_labels}; expected 1")
+        self.model = model.eval().to(device)
+        self.base = getattr(model, model.base_model_prefix)
+        self.head = model.score
+        self.device = torch.device(device)
+        self.dtype = str(tdtype).removeprefix("torch.")
+        self.pad_id = model.config.get_text_config().pad_token_id
+        self.config = model.config
+
+    def score_batch(self, ids: Sequence[Sequence[int]], pools: Sequence[int]) -> list[float]:
+        import torch
+
+        width = max(len(s) for s in ids)
+        fill = self.pad_id if self.pad_id is not None else 0
+        input_ids = torch.full((len(ids), width), fill, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        rows = torch.arange(len(ids))
+        at = torch.as_tensor(list(pools), dtype=torch.long)
+        with torch.inference_mode():
+            hidden = self.base(
+                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
+            ).last_hidden_state
+            scores = self.head(hidden[rows.to(self.device), at.to(self.device)])
+        return scores[:, 0].float().cpu().tolist()

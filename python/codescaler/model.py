@@ -1,0 +1,154 @@
+"""``RewardModel``: extraction, template, tokenization, planning, a backend's forward pass and shaping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .encode import Encoder, pool_index
+from .errors import InputError, ModelLoadError
+from .extract import extract_batch
+from .plan import plan
+from .shape import shape
+from .template import ChatTemplate
+
+BACKENDS = ("auto", "torch")
+
+
+@dataclass(frozen=True)
+class Reward:
+    """One response's reward. ``raw_score`` is None when the model was not run (no valid code)."""
+
+    reward: float
+    raw_score: float | None
+    code: str
+    status: str
+
+
+@dataclass(frozen=True)
+class BestOfN:
+    """The winner of a Best-of-N pick: ties go to the earliest candidate."""
+
+    index: int
+    rewards: list[float]
+    details: list[Reward]
+
+
+def _strings(name: str, values) -> list[str]:
+    if isinstance(values, str) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of str, got {type(values).__name__}")
+    values = list(values)
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"{name}[{i}] must be str, got {type(v).__name__}")
+    return values
+
+
+def _pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[str]]:
+    qs, answers = _strings(qname, questions), _strings(aname, answers)
+    if len(qs) != len(answers):
+        raise InputError(f"{qname} has {len(qs)} items but {aname} has {len(answers)}")
+    return qs, answers
+
+
+class RewardModel:
+    """A CodeScaler reward model ready to score. Build it with :meth:`from_pretrained`."""
+
+    def __init__(self, backend, tokenizer, *, max_length: int, max_batch_tokens: int, max_batch_size: int,
+                 source: str):
+        self.backend = backend
+        self.template = ChatTemplate(tokenizer, source=source)
+        self.encoder = Encoder(tokenizer, self.template, max_length)
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        dtype=None,
+        max_length: int = 4096,
+        *,
+        device: str | None = None,
+        max_batch_tokens: int = 8192,
+        max_batch_size: int = 64,
+    ) -> "RewardModel":
+        """Load a Hugging Face reward-model folder (one-label ``*ForSequenceClassification``).
+
+        ``dtype=None`` picks float32 on CPU (exact) and bfloat16 on CUDA. ``max_length`` is the
+        right-truncation length (the RL recipe used 4096). Batches hold at most ``max_batch_tokens``
+        padded tokens and ``max_batch_size`` sequences.
+        """
+        from transformers import AutoTokenizer
+
+        from .backends.torch_backend import TorchBackend, check_model_dir
+
+        if backend not in BACKENDS:
+            raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
+        path = Path(path)
+        check_model_dir(path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        except Exception as exc:
+            raise ModelLoadError(f"{path}: cannot load the tokenizer ({exc})") from exc
+        engine = TorchBackend(path, dtype=dtype, device=device)
+        return cls(engine, tokenizer, max_length=max_length, max_batch_tokens=max_batch_tokens,
+                   max_batch_size=max_batch_size, source=str(path))
+
+    @property
+    def max_length(self) -> int:
+        return self.encoder.max_length
+
+    def _raw_scores(self, questions: list[str], codes: list[str], run: list[bool]) -> list[float | None]:
+        """Raw scores of the (question, code) pairs whose ``run`` flag is set; None elsewhere."""
+        idx = [i for i, r in enumerate(run) if r]
+        ids = self.encoder.encode([questions[i] for i in idx], [codes[i] for i in idx])
+        keys: list = [None] * len(questions)
+        lengths = [0] * len(questions)
+        seqs: dict[int, list[int]] = {}
+        for i, s in zip(idx, ids):
+            keys[i] = (questions[i], codes[i])
+            lengths[i] = len(s)
+            seqs[i] = s
+        p = plan(keys, lengths, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
+        unique_scores = [0.0] * len(p.unique)
+        pad = self.backend.pad_id
+        for batch in p.batches:
+            batch_ids = [seqs[p.unique[k]] for k in batch]
+            scores = self.backend.score_batch(batch_ids, [pool_index(s, pad) for s in batch_ids])
+            for k, s in zip(batch, scores):
+                unique_scores[k] = s
+        return [unique_scores[k] if k >= 0 else None for k in p.slot]
+
+    def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str = "codescaler",
+              score_empty: bool = False) -> list[Reward]:
+        """One :class:`Reward` per response. Responses without valid code get 0.0 without a forward pass;
+        ``score_empty=True`` runs the model on their empty answer anyway (as upstream does) to fill
+        ``raw_score``; the reward stays 0.0."""
+        questions, responses = _pairs("questions", questions, "responses", responses)
+        found = extract_batch(responses, policy=policy)
+        codes = [e.code for e in found]
+        raws = self._raw_scores(questions, codes, [e.valid or score_empty for e in found])
+        return [
+            Reward(shape(raw, e.valid) if e.valid else 0.0, raw, e.code, e.status)
+            for e, raw in zip(found, raws)
+        ]
+
+    def score_code(self, questions: Sequence[str], codes: Sequence[str]) -> list[float]:
+        """Raw scores of (question, code) pairs exactly as given, as in the model card's usage."""
+        questions, codes = _pairs("questions", questions, "codes", codes)
+        return self._raw_scores(questions, codes, [True] * len(codes))
+
+    def best_of_n(self, question: str, candidates: Sequence[str], *, policy: str = "codescaler") -> BestOfN:
+        """Score every candidate response for one question and pick the highest reward."""
+        if not isinstance(question, str):
+            raise TypeError(f"question must be str, got {type(question).__name__}")
+        candidates = _strings("candidates", candidates)
+        if not candidates:
+            raise InputError("best_of_n needs at least one candidate")
+        details = self.score([question] * len(candidates), candidates, policy=policy)
+        rewards = [d.reward for d in details]
+        best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))
+        return BestOfN(best, rewards, details)

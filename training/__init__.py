@@ -1,0 +1,1 @@
+"""codescaler.training: reward-model training with TRL and GRPO integration."""

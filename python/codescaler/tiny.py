@@ -182,6 +182,7 @@ def tiny_model_dir() -> Path:
     """The embedded demo model: a small random Qwen3 reward model, built once into the cache."""
     out = _cache_dir() / "tiny-qwen3-rm"
     if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="tiny-qwen3-rm.", dir=_cache_dir()))
         save_random_reward_model(tmp, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                  num_key_value_heads=2, seed=1234)

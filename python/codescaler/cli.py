@@ -1,0 +1,188 @@
+"""The ``codescaler`` command: score, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from itertools import islice
+from typing import IO, Iterator
+
+from .errors import CodeScalerError, InputError
+
+DEMO_QUESTION = (
+    "Given an integer array nums, find the contiguous subarray (containing at least one number) "
+    "which has the largest sum and return its sum.\n\n"
+    "Example: nums = [-2,1,-3,4,-1,2,1,-5,4] -> 6, because [4,-1,2,1] has the largest sum 6.\n"
+    "Write a Python function max_subarray_sum(nums)."
+)
+DEMO_RESPONSES = (
+    (
+        "correct (Kadane)",
+        "Keep the best sum ending at each position.\n\n```python\n"
+        "def max_subarray_sum(nums):\n"
+        "    best = cur = nums[0]\n"
+        "    for x in nums[1:]:\n"
+        "        cur = max(x, cur + x)\n"
+        "        best = max(best, cur)\n"
+        "    return best\n```\n",
+    ),
+    (
+        "wrong (sum of positives)",
+        "Just add up the positive numbers.\n\n```python\n"
+        "def max_subarray_sum(nums):\n"
+        "    return sum(x for x in nums if x > 0)\n```\n",
+    ),
+    (
+        "no code block",
+        "Use Kadane's algorithm: track the best sum ending here and the best overall.",
+    ),
+)
+
+
+def _load(args) -> "RewardModel":  # noqa: F821
+    from .model import RewardModel
+
+    return RewardModel.from_pretrained(
+        args.model, backend=args.backend, dtype=args.dtype, max_length=args.max_length
+    )
+
+
+def _records(lines: Iterator[str]) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line number, record or None, error or None) for each non-blank input line."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            yield n, None, f"line {n}: invalid JSON ({exc})"
+            continue
+        if not isinstance(rec, dict):
+            yield n, None, f"line {n}: expected a JSON object, got {type(rec).__name__}"
+            continue
+        for field in ("question", "response"):
+            if not isinstance(rec.get(field), str):
+                got = "missing" if field not in rec else type(rec[field]).__name__
+                yield n, rec, f"line {n}: field {field!r} must be a string ({got})"
+                break
+        else:
+            yield n, rec, None
+
+
+def score_file(model, src: IO[str], dst: IO[str], *, chunk: int = 256, progress: bool | None = None) -> int:
+    """Score a JSONL stream in chunks, writing one output line per input record, in input order.
+
+    Returns the number of error records written.
+    """
+    from tqdm import tqdm
+
+    errors = 0
+    records = _records(src)
+    bar = tqdm(unit="resp", disable=None if progress is None else not progress, file=sys.stderr)
+    while True:
+        block = list(islice(records, chunk))
+        if not block:
+            break
+        good = [(n, rec) for n, rec, err in block if err is None]
+        rewards = iter(model.score([r["question"] for _, r in good], [r["response"] for _, r in good]))
+        for n, rec, err in block:
+            out = {"id": rec.get("id") if isinstance(rec, dict) else None}
+            if err is None:
+                r = next(rewards)
+                out.update(reward=r.reward, raw_score=r.raw_score, status=r.status)
+            else:
+                errors += 1
+                out.update(reward=None, raw_score=None, status="input_error", error=err)
+            dst.write(json.dumps(out, ensure_ascii=False) + "\n")
+        dst.flush()
+        bar.update(len(block))
+    bar.close()
+    return errors
+
+
+def cmd_score(args) -> int:
+    # Open both files before the (slow) model load so a wrong path fails at once.
+    try:
+        src = open(args.input, encoding="utf-8") if args.input != "-" else sys.stdin
+    except OSError as exc:
+        raise InputError(f"{args.input}: cannot read ({exc.strerror})") from exc
+    try:
+        dst = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
+    except OSError as exc:
+        src.close()
+        raise InputError(f"{args.output}: cannot write ({exc.strerror})") from exc
+    with src, dst:
+        errors = score_file(_load(args), src, dst)
+    if errors:
+        print(f"codescaler: {errors} input line(s) could not be scored; see their error records", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .model import RewardModel
+
+    console = Console()
+    if args.model is None:
+        from .tiny import tiny_model_dir
+
+        with console.status("building the embedded tiny model (random Qwen3, real Qwen vocabulary)..."):
+            args.model = str(tiny_model_dir())
+        note = "embedded tiny model: random weights, so the scores show the pipeline, not judgement"
+    else:
+        note = f"model: {args.model}"
+    model = RewardModel.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length)
+    labels = [label for label, _ in DEMO_RESPONSES]
+    pick = model.best_of_n(DEMO_QUESTION, [resp for _, resp in DEMO_RESPONSES])
+    table = Table(title="Max subarray sum: Best-of-3", caption=note)
+    for col in ("candidate", "status", "raw score", "reward", ""):
+        table.add_column(col)
+    for i, (label, r) in enumerate(zip(labels, pick.details)):
+        raw = "-" if r.raw_score is None else f"{r.raw_score:+.4f}"
+        table.add_row(label, r.status, raw, f"{r.reward:.4f}", "best" if i == pick.index else "")
+    console.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codescaler", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_opts(p, required: bool):
+        p.add_argument("--model", required=required, default=None,
+                       help="Hugging Face reward-model folder (e.g. a downloaded LARK-Lab/CodeScaler-1.7B)")
+        p.add_argument("--backend", default="auto", choices=("auto", "torch"))
+        p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                       help="default: float32 on CPU, bfloat16 on CUDA")
+        p.add_argument("--max-length", type=int, default=4096, help="right-truncation length in tokens")
+
+    p = sub.add_parser("score", help="score a JSONL file of {id, question, response} lines")
+    model_opts(p, required=True)
+    p.add_argument("--input", required=True, help="input JSONL ('-' for stdin)")
+    p.add_argument("--output", required=True, help="output JSONL ('-' for stdout)")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("demo", help="score the max-subarray example (embedded tiny model by default)")
+    model_opts(p, required=False)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        return args.func(args)
+    except CodeScalerError as exc:
+        print(f"codescaler: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The command line: scoring a JSONL file keeps every line in order; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from codescaler import RewardModel
+from codescaler.cli import main
+from conftest import fenced, write_jsonl
+
+
+def test_score_file_keeps_ids_order_and_flags_bad_lines(qwen3_dir, tmp_path, humaneval, capsys):
+    good = [{"id": f"g{i}", "question": p["prompt"], "response": fenced((p["prompt"] + p["canonical_solution"]).strip())}
+            for i, p in enumerate(humaneval[:5])]
+    rows = [good[0], "{not json", good[1], json.dumps([1, 2]), {"id": 7, "question": "q"},
+            {"id": "n", "question": 3, "response": "x"}, "", good[2], {"id": "noblock", "question": "q", "response": "prose"},
+            good[3], good[4]]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    assert main(["score", "--model", str(qwen3_dir), "--input", str(src), "--output", str(out)]) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["g0", None, "g1", None, 7, "n", "g2", "noblock", "g3", "g4"]
+    assert [x["status"] for x in lines] == ["ok", "input_error", "ok", "input_error", "input_error",
+                                            "input_error", "ok", "no_block", "ok", "ok"]
+    assert "line 2: invalid JSON" in lines[1]["error"]
+    assert "expected a JSON object" in lines[3]["error"]
+    assert "field 'response' must be a string (missing)" in lines[4]["error"]
+    assert "field 'question' must be a string (int)" in lines[5]["error"]
+    model = RewardModel.from_pretrained(qwen3_dir)
+    want = model.score([g["question"] for g in good], [g["response"] for g in good])
+    got = [x for x in lines if x["status"] == "ok"]
+    assert [x["reward"] for x in got] == pytest.approx([w.reward for w in want], abs=1e-6)
+    assert "4 input line(s) could not be scored" in capsys.readouterr().err
+
+
+def test_chunking_does_not_reorder(qwen3_dir, tmp_path):
+    from codescaler.cli import score_file
+
+    model = RewardModel.from_pretrained(qwen3_dir)
+    rows = [{"id": i, "question": f"q{i % 3}", "response": fenced(f"x = {i}") if i % 4 else "none"} for i in range(23)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    with open(src) as f, open(tmp_path / "out.jsonl", "w") as g:
+        score_file(model, f, g, chunk=5, progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines] == list(range(23))
+    whole = model.score([r["question"] for r in rows], [r["response"] for r in rows])
+    assert [x["reward"] for x in lines] == pytest.approx([w.reward for w in whole], abs=1e-6)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["score", "--model", "/nonexistent/model", "--input", "IN", "--output", "OUT"], "cannot read"),
+    (["score", "--model", "/nonexistent/model", "--input", "-", "--output", "-"], "model folder does not exist"),
+])
+def test_errors_are_one_line_and_exit_2(args, message, tmp_path):
+    args = [str(tmp_path / a) if a in ("IN", "OUT") else a for a in args]
+    proc = subprocess.run([sys.executable, "-m", "codescaler.cli", *args], capture_output=True, text=True,
+                          input="", timeout=300)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_demo_prints_the_table(qwen3_dir, capsys):
+    assert main(["demo", "--model", str(qwen3_dir)]) == 0
+    out = capsys.readouterr().out
+    for text in ("correct (Kadane)", "wrong (sum of positives)", "no code block", "no_block", "best"):
+        assert text in out
+
+
+def test_demo_builds_the_embedded_model(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path / "cache"))
+    assert main(["demo"]) == 0
+    assert (tmp_path / "cache" / "tiny-qwen3-rm" / "config.json").exists()
+    assert "embedded tiny model" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The ``codescaler`` command: score, demo."""
+"""The ``codescaler`` command: score, demo, export."""
 
 from __future__ import annotations
 
@@ -147,23 +147,48 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from codescaler.engine.export import export_onnx
+
+    if args.format == "tensorrt":
+        from codescaler.engine.tensorrt import build_tensorrt
+
+        build_tensorrt(args.model, args.out, dtype=args.dtype or "float16", max_length=args.max_length)
+        return 0
+    export_onnx(args.model, args.out, dtype=args.dtype or "float32", quantize=args.quantize,
+                max_length=args.max_length)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codescaler", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def model_opts(p, required: bool):
         p.add_argument("--model", required=required, default=None,
-                       help="Hugging Face reward-model folder (e.g. a downloaded LARK-Lab/CodeScaler-1.7B)")
-        p.add_argument("--backend", default="auto", choices=("auto", "torch"))
+                       help="Hugging Face reward-model folder (e.g. a downloaded LARK-Lab/CodeScaler-1.7B) "
+                       "or an engine directory from `codescaler export`")
+        p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "tensorrt"))
         p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                        help="default: float32 on CPU, bfloat16 on CUDA")
-        p.add_argument("--max-length", type=int, default=4096, help="right-truncation length in tokens")
+        p.add_argument("--max-length", type=int, default=None,
+                       help="right-truncation length in tokens (default 4096, or the engine's)")
 
     p = sub.add_parser("score", help="score a JSONL file of {id, question, response} lines")
     model_opts(p, required=True)
     p.add_argument("--input", required=True, help="input JSONL ('-' for stdin)")
     p.add_argument("--output", required=True, help="output JSONL ('-' for stdout)")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("export", help="export a reward model to an engine directory (ONNX, or TensorRT on GPUs)")
+    p.add_argument("--model", required=True, help="Hugging Face reward-model folder")
+    p.add_argument("--out", required=True, help="engine directory to write")
+    p.add_argument("--format", default="onnx", choices=("onnx", "tensorrt"))
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="graph dtype (default float32 for ONNX, float16 for TensorRT)")
+    p.add_argument("--quantize", default=None, choices=("int8",), help="dynamic int8 weights (CPU)")
+    p.add_argument("--max-length", type=int, default=4096, help="longest sequence the engine accepts")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="score the max-subarray example (embedded tiny model by default)")
     model_opts(p, required=False)

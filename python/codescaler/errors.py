@@ -15,3 +15,7 @@ class TemplateError(CodeScalerError):
 
 class InputError(CodeScalerError, ValueError):
     """A request is malformed: wrong lengths, unknown policy or backend, bad JSON line."""
+
+
+class EngineBuildError(CodeScalerError):
+    """An engine cannot be built here (e.g. TensorRT without TensorRT or an NVIDIA GPU)."""

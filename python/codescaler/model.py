@@ -13,7 +13,7 @@ from .plan import plan
 from .shape import shape
 from .template import ChatTemplate
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,19 @@ def _pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[
     return qs, answers
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _load_tokenizer(auto, path: Path):
+    try:
+        return auto.from_pretrained(path)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot load the tokenizer ({exc})") from exc
+
+
 class RewardModel:
     """A CodeScaler reward model ready to score. Build it with :meth:`from_pretrained`."""
 
@@ -69,32 +82,64 @@ class RewardModel:
         path: str | Path,
         backend: str = "auto",
         dtype=None,
-        max_length: int = 4096,
+        max_length: int | None = None,
         *,
         device: str | None = None,
+        providers=None,
+        threads: int | None = None,
         max_batch_tokens: int = 8192,
         max_batch_size: int = 64,
     ) -> "RewardModel":
-        """Load a Hugging Face reward-model folder (one-label ``*ForSequenceClassification``).
+        """Load a reward model from a Hugging Face folder or an engine directory.
 
-        ``dtype=None`` picks float32 on CPU (exact) and bfloat16 on CUDA. ``max_length`` is the
-        right-truncation length (the RL recipe used 4096). Batches hold at most ``max_batch_tokens``
-        padded tokens and ``max_batch_size`` sequences.
+        A Hugging Face folder (one-label ``*ForSequenceClassification``) runs on the torch backend;
+        ``dtype=None`` picks float32 on CPU (exact) and bfloat16 on CUDA. An engine directory (made by
+        ``codescaler export``) runs on ONNX Runtime with ``providers`` (default CPU) and ``threads``
+        (default: the cores this process may use); its dtype is fixed at export. ``max_length`` is the
+        right-truncation length: 4096 by default (the RL recipe's), or the engine's own. Batches hold at
+        most ``max_batch_tokens`` padded tokens and ``max_batch_size`` sequences.
         """
         from transformers import AutoTokenizer
 
-        from .backends.torch_backend import TorchBackend, check_model_dir
+        from codescaler.engine.format import EngineDir
 
         if backend not in BACKENDS:
             raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
         path = Path(path)
-        check_model_dir(path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except Exception as exc:
-            raise ModelLoadError(f"{path}: cannot load the tokenizer ({exc})") from exc
-        engine = TorchBackend(path, dtype=dtype, device=device)
-        return cls(engine, tokenizer, max_length=max_length, max_batch_tokens=max_batch_tokens,
+        if EngineDir.is_engine(path):
+            from .backends.onnx_backend import OnnxBackend
+
+            if backend not in ("auto", "onnx", "tensorrt"):
+                raise InputError(f"{path} is an engine directory; it runs on backend 'onnx', not {backend!r}")
+            engine = EngineDir.open(path)
+            if backend == "auto" and "tensorrt" in engine.manifest and _cuda_available():
+                backend = "tensorrt"
+            if dtype is not None and str(dtype).removeprefix("torch.") != engine.manifest["dtype"]:
+                raise InputError(f"{path}: the engine was exported as {engine.manifest['dtype']}; "
+                                 f"dtype={dtype!r} needs another export")
+            if max_length is None:
+                max_length = engine.max_length
+            elif max_length > engine.max_length:
+                raise InputError(f"max_length {max_length} exceeds the engine's {engine.max_length} "
+                                 f"({path / 'manifest.json'}); re-export with --max-length {max_length}")
+            tokenizer = _load_tokenizer(AutoTokenizer, path)
+            engine.check_tokenizer(tokenizer)
+            if backend == "tensorrt":
+                from codescaler.engine.tensorrt import TensorRTBackend
+
+                runner = TensorRTBackend(engine)
+            else:
+                runner = OnnxBackend(engine, providers=providers, threads=threads)
+        else:
+            from .backends.torch_backend import TorchBackend, check_model_dir
+
+            if backend in ("onnx", "tensorrt"):
+                raise InputError(f"{path} is a Hugging Face folder; backend {backend!r} needs an engine directory "
+                                 f"(codescaler export --model {path} --out ENGINE_DIR)")
+            check_model_dir(path)
+            tokenizer = _load_tokenizer(AutoTokenizer, path)
+            runner = TorchBackend(path, dtype=dtype, device=device)
+        return cls(runner, tokenizer, max_length=max_length or 4096, max_batch_tokens=max_batch_tokens,
                    max_batch_size=max_batch_size, source=str(path))
 
     @property

@@ -1,0 +1,152 @@
+"""``codescaler export``: a Hugging Face reward-model folder to an engine directory (ONNX graph + manifest)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from codescaler.errors import InputError, ModelLoadError
+
+from .format import FORMAT_VERSION, GRAPH, INPUTS, MANIFEST, OUTPUTS, EngineDir, config_hash
+
+TOKENIZER_PROBES = ("def f(x):\n    return x + 1\n", "<|im_start|>user\nhi<|im_end|>\n", "déjà vu — 数据 🚀")
+# ONNX protobuf files cannot exceed 2 GB; above this the weights go to an external data file.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def _example_inputs(torch):
+    b, t = 2, 8
+    ids = torch.zeros((b, t), dtype=torch.long)
+    pos = torch.arange(t).repeat(b, 1)
+    seg = torch.zeros((b, t), dtype=torch.long)
+    return ids, pos, seg, seg.clone(), torch.tensor([t - 1, 2 * t - 1])
+
+
+def _score_matmul_nodes(model_path: Path) -> list[str]:
+    """Names of the MatMul nodes that apply the score head (kept in float when quantizing)."""
+    import onnx
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    heads = {i.name for i in m.graph.initializer if i.name.startswith("score.") or "score" in i.name.split(".")}
+    produced = {o: n for n in m.graph.node for o in n.output}
+    names = []
+    for n in m.graph.node:
+        if n.op_type not in ("MatMul", "Gemm"):
+            continue
+        for inp in n.input:
+            src = produced.get(inp)
+            if inp in heads or (src is not None and src.op_type == "Transpose" and src.input[0] in heads):
+                names.append(n.name)
+    return names
+
+
+def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", quantize: str | None = None,
+                max_length: int = 4096, opset: int | None = None, log=print) -> EngineDir:
+    """Export ``model`` (a one-label ``*ForSequenceClassification`` folder) into engine directory ``out``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from codescaler.backends.torch_backend import check_model_dir, torch_dtype
+    from codescaler.template import ChatTemplate
+
+    from .graph import PooledScorer
+
+    model, out = Path(model), Path(out)
+    cfg = check_model_dir(model)
+    if quantize not in (None, "int8"):
+        raise InputError(f"--quantize {quantize!r} is not supported; use int8")
+    if quantize == "int8" and dtype != "float32":
+        raise InputError("int8 quantization starts from a float32 graph; use --dtype float32 with --quantize int8")
+    tdtype = torch_dtype(dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    template = ChatTemplate(tokenizer, source=str(model))
+    try:
+        hf = AutoModelForSequenceClassification.from_pretrained(model, dtype=tdtype, attn_implementation="sdpa")
+    except Exception as exc:
+        raise ModelLoadError(f"{model}: cannot load the model ({exc})") from exc
+    graph = PooledScorer(hf.eval()).eval()
+
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
+    try:
+        started = time.perf_counter()
+        batch = torch.export.Dim("batch", min=1)
+        tokens = torch.export.Dim("tokens", min=2)
+        pooled = torch.export.Dim("pooled", min=1)
+        row = {0: batch, 1: tokens}
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            program = torch.onnx.export(
+                graph, _example_inputs(torch), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                dynamic_shapes=(row, row, row, row, {0: pooled}), dynamo=True, optimize=True,
+                verbose=False, **({"opset_version": opset} if opset else {}),
+            )
+        params = sum(p.numel() * p.element_size() for p in hf.parameters())
+        external = params > EXTERNAL_DATA_BYTES
+        graph_path = work / GRAPH
+        program.save(str(graph_path), external_data=external)
+        if quantize == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            import onnx
+
+            fp32 = work / "fp32.onnx"
+            # The exporter's recorded intermediate shapes trip the quantizer's shape inference; it
+            # re-derives them from the inputs' symbolic shapes.
+            proto = onnx.load(str(graph_path))
+            del proto.graph.value_info[:]
+            onnx.save(proto, str(fp32), save_as_external_data=external, location="fp32.onnx.data")
+            for p in work.glob(GRAPH + "*"):
+                p.unlink()
+            quantize_dynamic(str(fp32), str(graph_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             nodes_to_exclude=_score_matmul_nodes(fp32), use_external_data_format=external)
+            fp32.unlink()
+            for leftover in work.glob("fp32.onnx*"):
+                leftover.unlink()
+        export_seconds = time.perf_counter() - started
+
+        tokenizer.save_pretrained(work)
+        files = {p.name: {"size": p.stat().st_size} for p in sorted(work.iterdir()) if p.is_file()}
+        text_cfg = hf.config.get_text_config()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "source_model": str(model.resolve()),
+            "config_sha256": config_hash(model),
+            "config": cfg,
+            "architecture": type(hf).__name__,
+            "dtype": dtype,
+            "quantization": quantize,
+            "pad_id": text_cfg.pad_token_id,
+            "eos_id": text_cfg.eos_token_id,
+            "pooling": {"kind": "last_non_pad", "gather_before_final_norm": True, "num_labels": 1},
+            "max_length": max_length,
+            "chat_template": tokenizer.chat_template,
+            "template_splice": template.fast,
+            "inputs": list(INPUTS),
+            "outputs": list(OUTPUTS),
+            "tokenizer": {
+                "pad_id": tokenizer.pad_token_id,
+                "size": len(tokenizer),
+                "probes": {t: list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in TOKENIZER_PROBES},
+            },
+            "files": files,
+            "export_seconds": round(export_seconds, 2),
+            "versions": {"torch": torch.__version__, "onnx": __import__("onnx").__version__},
+        }
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        for p in work.iterdir():
+            os.replace(p, out / p.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    engine = EngineDir.open(out)
+    size = sum(m["size"] for m in engine.manifest["files"].values())
+    log(f"exported {model} -> {out} ({dtype}{', int8' if quantize else ''}) in {export_seconds:.1f} s, "
+        f"{size / 1e6:.1f} MB")
+    return engine

@@ -1,0 +1,64 @@
+"""ONNX Runtime backend over an engine directory: one session, created once, inputs bound in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import ModelLoadError
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, engine, *, providers: Sequence | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.engine = engine
+        self.dtype = engine.manifest["dtype"] + ("+int8" if engine.manifest.get("quantization") else "")
+        self.pad_id = engine.manifest["pad_id"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        available = ort.get_available_providers()
+        providers = list(providers) if providers else ["CPUExecutionProvider"]
+        for p in providers:
+            name = p[0] if isinstance(p, tuple) else p
+            if name not in available:
+                raise ModelLoadError(
+                    f"ONNX Runtime provider {name!r} is not available here (available: {', '.join(available)}); "
+                    "CUDA/TensorRT providers need onnxruntime-gpu and an NVIDIA GPU"
+                )
+        try:
+            self.session = ort.InferenceSession(str(engine.graph), sess_options=opts, providers=providers)
+        except Exception as exc:
+            raise ModelLoadError(f"{engine.graph}: ONNX Runtime cannot load the graph ({exc})") from exc
+        names = [i.name for i in self.session.get_inputs()]
+        if names != list(engine.manifest.get("inputs", names)):
+            raise ModelLoadError(f"{engine.graph}: inputs {names} differ from the manifest's")
+        self.providers = self.session.get_providers()
+
+    def score_layout(self, layout) -> np.ndarray:
+        binding = self.session.io_binding()
+        for name, arr in layout.feeds().items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(arr))
+        binding.bind_output("scores")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def score_batch(self, ids: Sequence[Sequence[int]], pools: Sequence[int]) -> list[float]:
+        from codescaler.engine.layout import padded
+
+        return self.score_layout(padded(ids, pools, self.pad_id)).astype(np.float64).tolist()

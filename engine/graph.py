@@ -37,7 +37,8 @@ class PooledScorer(nn.Module):
         self.rotary_emb = base.rotary_emb
         self.score = model.score
 
-    def forward(self, input_ids, position_ids, segment_ids, prefix_ids, pool_index):
+    def hidden_states(self, input_ids, position_ids, segment_ids, prefix_ids):
+        """Pre-final-norm hidden states (B, T, H) of every token under the layout's attention rule."""
         hidden = self.embed_tokens(input_ids)
         t = input_ids.shape[1]
         pos = torch.arange(t, device=input_ids.device)
@@ -50,5 +51,9 @@ class PooledScorer(nn.Module):
         rope = self.rotary_emb(hidden, position_ids)
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=position_ids)
+        return hidden
+
+    def forward(self, input_ids, position_ids, segment_ids, prefix_ids, pool_index):
+        hidden = self.hidden_states(input_ids, position_ids, segment_ids, prefix_ids)
         pooled = hidden.reshape(-1, hidden.shape[-1]).index_select(0, pool_index)
         return self.score(self.norm(pooled))[:, 0].float()

@@ -1,13 +1,18 @@
-"""PyTorch backend: a Hugging Face ``*ForSequenceClassification`` checkpoint, pooled at one token per sequence.
+"""PyTorch backend: a Hugging Face ``*ForSequenceClassification`` checkpoint run as the scoring graph.
 
-Only the pooled rows go through the score head (Hugging Face projects every token, then gathers).
+The decoder runs over a layout (padded, packed or shared-question; see ``codescaler.engine.graph``);
+only the pooled rows go through the final norm and the score head, fused in one Triton kernel on CUDA
+and by its torch reference elsewhere (Hugging Face projects every token, then gathers).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..errors import ModelLoadError
 
@@ -75,29 +80,30 @@ class TorchBackend:
             raise ModelLoadError(f"{path}: the weights have no score head ({', '.join(missing)} missing)")
         if model.config.num_labels != 1:
             raise ModelLoadError(f"{path}: num_labels is {model.config.num_labels}; expected 1")
+        from codescaler.engine.graph import PooledScorer
+
         self.model = model.eval().to(device)
-        self.base = getattr(model, model.base_model_prefix)
-        self.head = model.score
+        self.graph = PooledScorer(self.model)
         self.device = torch.device(device)
         self.dtype = str(tdtype).removeprefix("torch.")
         self.pad_id = model.config.get_text_config().pad_token_id
         self.config = model.config
 
-    def score_batch(self, ids: Sequence[Sequence[int]], pools: Sequence[int]) -> list[float]:
+    def score_layout(self, layout) -> "np.ndarray":
         import torch
 
-        width = max(len(s) for s in ids)
-        fill = self.pad_id if self.pad_id is not None else 0
-        input_ids = torch.full((len(ids), width), fill, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for row, seq in enumerate(ids):
-            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        rows = torch.arange(len(ids))
-        at = torch.as_tensor(list(pools), dtype=torch.long)
+        from codescaler.kernels.last_token_pool import pool
+
+        feeds = {k: torch.from_numpy(v).to(self.device) for k, v in layout.feeds().items()}
         with torch.inference_mode():
-            hidden = self.base(
-                input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False
-            ).last_hidden_state
-            scores = self.head(hidden[rows.to(self.device), at.to(self.device)])
-        return scores[:, 0].float().cpu().tolist()
+            hidden = self.graph.hidden_states(
+                feeds["input_ids"], feeds["position_ids"], feeds["segment_ids"], feeds["prefix_ids"]
+            )
+            norm = self.graph.norm
+            scores = pool(hidden, feeds["pool_index"], norm.weight, self.graph.score.weight, norm.variance_epsilon)
+        return scores.cpu().numpy()
+
+    def score_batch(self, ids: Sequence[Sequence[int]], pools: Sequence[int]) -> list[float]:
+        from codescaler.engine.layout import padded
+
+        return self.score_layout(padded(ids, pools, self.pad_id)).astype("float64").tolist()

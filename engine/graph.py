@@ -22,6 +22,37 @@ import torch
 from torch import nn
 
 
+class PrefixCache:
+    """The keys and values of one shared prefix, per layer, in the shape the attention layers use.
+
+    Passed as ``past_key_values`` it first records the prefix (``update`` stores what it is given), then,
+    once ``freeze(batch)`` is called, serves every row of a batch of answers: each layer's call returns the
+    prefix's keys and values (broadcast over the batch) followed by the answers' own.
+    """
+
+    def __init__(self):
+        self.keys: dict[int, torch.Tensor] = {}
+        self.values: dict[int, torch.Tensor] = {}
+        self.batch: int | None = None
+
+    def freeze(self, batch: int) -> "PrefixCache":
+        view = PrefixCache()
+        view.keys, view.values, view.batch = self.keys, self.values, batch
+        return view
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        if self.batch is None:
+            self.keys[layer_idx], self.values[layer_idx] = key_states, value_states
+            return key_states, value_states
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        shape = (self.batch, *k.shape[1:])
+        return (torch.cat([k.expand(shape), key_states], dim=2), torch.cat([v.expand(shape), value_states], dim=2))
+
+    @property
+    def length(self) -> int:
+        return next(iter(self.keys.values())).shape[2]
+
+
 class PooledScorer(nn.Module):
     """Wraps a Hugging Face ``*ForSequenceClassification`` (Qwen3, Qwen2, Llama layout) as the scoring graph."""
 
@@ -31,6 +62,9 @@ class PooledScorer(nn.Module):
         for part in ("embed_tokens", "layers", "norm", "rotary_emb"):
             if not hasattr(base, part):
                 raise TypeError(f"{type(model).__name__}: base model has no {part!r}; unsupported architecture")
+        layer_types = getattr(base.config, "layer_types", None) or ()
+        if "sliding_attention" in layer_types or getattr(base.config, "use_sliding_window", False):
+            raise TypeError(f"{type(model).__name__}: sliding-window attention is not supported by the scoring graph")
         self.embed_tokens = base.embed_tokens
         self.layers = base.layers
         self.norm = base.norm
@@ -51,6 +85,40 @@ class PooledScorer(nn.Module):
         rope = self.rotary_emb(hidden, position_ids)
         for layer in self.layers:
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=position_ids)
+        return hidden
+
+    def prefill(self, prefix_ids: torch.Tensor) -> PrefixCache:
+        """Run a shared prefix (1, P) once and keep its keys and values."""
+        cache = PrefixCache()
+        hidden = self.embed_tokens(prefix_ids)
+        pos = torch.arange(prefix_ids.shape[1], device=prefix_ids.device).unsqueeze(0)
+        rope = self.rotary_emb(hidden, pos)
+        for layer in self.layers:
+            hidden = layer(hidden, attention_mask=None, position_embeddings=rope, position_ids=pos,
+                           past_key_values=cache, use_cache=True)
+        return cache
+
+    def hidden_after_prefix(self, cache: PrefixCache, input_ids: torch.Tensor) -> torch.Tensor:
+        """Pre-norm hidden states (B, A) of right-padded answers that each continue the cached prefix.
+
+        Answer tokens attend to the whole prefix and causally to their own row; the answers never see
+        each other, and positions continue from the prefix length.
+        """
+        b, a = input_ids.shape
+        p = cache.length
+        hidden = self.embed_tokens(input_ids)
+        pos = (p + torch.arange(a, device=input_ids.device)).unsqueeze(0).expand(b, a)
+        idx = torch.arange(a, device=input_ids.device)
+        allowed = torch.cat([torch.ones((a, p), dtype=torch.bool, device=input_ids.device),
+                             idx.unsqueeze(0) <= idx.unsqueeze(1)], dim=1)  # (A, P + A)
+        zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+        neg = torch.full((), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
+        mask = torch.where(allowed, zero, neg).expand(b, 1, a, p + a)
+        rope = self.rotary_emb(hidden, pos)
+        view = cache.freeze(b)
+        for layer in self.layers:
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=pos,
+                           past_key_values=view, use_cache=True)
         return hidden
 
     def forward(self, input_ids, position_ids, segment_ids, prefix_ids, pool_index):

@@ -69,12 +69,14 @@ class RewardModel:
     """A CodeScaler reward model ready to score. Build it with :meth:`from_pretrained`."""
 
     def __init__(self, backend, tokenizer, *, max_length: int, max_batch_tokens: int, max_batch_size: int,
-                 source: str):
+                 source: str, share_prefix: bool = True):
         self.backend = backend
         self.template = ChatTemplate(tokenizer, source=source)
         self.encoder = Encoder(tokenizer, self.template, max_length)
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
+        self.share_prefix = share_prefix
+        self.last_plan = None
 
     @classmethod
     def from_pretrained(
@@ -89,6 +91,7 @@ class RewardModel:
         threads: int | None = None,
         max_batch_tokens: int = 8192,
         max_batch_size: int = 64,
+        share_prefix: bool = True,
     ) -> "RewardModel":
         """Load a reward model from a Hugging Face folder or an engine directory.
 
@@ -97,7 +100,8 @@ class RewardModel:
         ``codescaler export``) runs on ONNX Runtime with ``providers`` (default CPU) and ``threads``
         (default: the cores this process may use); its dtype is fixed at export. ``max_length`` is the
         right-truncation length: 4096 by default (the RL recipe's), or the engine's own. Batches hold at
-        most ``max_batch_tokens`` padded tokens and ``max_batch_size`` sequences.
+        most ``max_batch_tokens`` padded tokens and ``max_batch_size`` sequences. ``share_prefix=False``
+        scores every answer as a whole sequence instead of reusing its question's computation.
         """
         from transformers import AutoTokenizer
 
@@ -140,7 +144,7 @@ class RewardModel:
             tokenizer = _load_tokenizer(AutoTokenizer, path)
             runner = TorchBackend(path, dtype=dtype, device=device)
         return cls(runner, tokenizer, max_length=max_length or 4096, max_batch_tokens=max_batch_tokens,
-                   max_batch_size=max_batch_size, source=str(path))
+                   max_batch_size=max_batch_size, source=str(path), share_prefix=share_prefix)
 
     @property
     def max_length(self) -> int:
@@ -149,23 +153,27 @@ class RewardModel:
     def _raw_scores(self, questions: list[str], codes: list[str], run: list[bool]) -> list[float | None]:
         """Raw scores of the (question, code) pairs whose ``run`` flag is set; None elsewhere."""
         idx = [i for i, r in enumerate(run) if r]
-        ids = self.encoder.encode([questions[i] for i in idx], [codes[i] for i in idx])
-        keys: list = [None] * len(questions)
-        lengths = [0] * len(questions)
-        seqs: dict[int, list[int]] = {}
-        for i, s in zip(idx, ids):
-            keys[i] = (questions[i], codes[i])
-            lengths[i] = len(s)
+        encoded = self.encoder.encode([questions[i] for i in idx], [codes[i] for i in idx])
+        seqs: list[list[int] | None] = [None] * len(questions)
+        for i, s in zip(idx, encoded):
             seqs[i] = s
-        p = plan(keys, lengths, max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
-        unique_scores = [0.0] * len(p.unique)
-        pad = self.backend.pad_id
+        p = plan(seqs, questions, self.backend.pad_id, share=self.share_prefix and self.backend.shares_prefix,
+                 max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
+        self.last_plan = p
+        scores = [0.0] * len(p.seqs)
+        for group in p.shared:
+            state = self.backend.prefill(group.prefix)
+            n = len(group.prefix)
+            for batch in group.batches:
+                got = self.backend.score_after_prefix(state, [p.seqs[k][n:] for k in batch],
+                                                      [p.pools[k] - n for k in batch])
+                for k, v in zip(batch, got):
+                    scores[k] = v
         for batch in p.batches:
-            batch_ids = [seqs[p.unique[k]] for k in batch]
-            scores = self.backend.score_batch(batch_ids, [pool_index(s, pad) for s in batch_ids])
-            for k, s in zip(batch, scores):
-                unique_scores[k] = s
-        return [unique_scores[k] if k >= 0 else None for k in p.slot]
+            got = self.backend.score_batch([p.seqs[k] for k in batch], [p.pools[k] for k in batch])
+            for k, v in zip(batch, got):
+                scores[k] = v
+        return [scores[k] if k >= 0 else None for k in p.slot]
 
     def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str = "codescaler",
               score_empty: bool = False) -> list[Reward]:

@@ -1,59 +1,125 @@
-"""Planning: which sequences to run and how to batch them, so that no reward changes.
+"""Planning: the least forward-pass work that gives every item its exact score.
 
-Duplicates are run once, empty answers are not run at all, and sequences are sorted by length and cut
-into micro-batches whose padded size stays under a token budget.
+Given each item's token sequence (None when it needs no forward pass) and its group (the question it
+answers), the plan
+
+- scores identical token sequences once;
+- runs a group's shared token prefix (the rendered question) once and scores each answer as a
+  continuation of it, when the backend can reuse a prefix and the prefix is long enough to matter; the
+  prefix is the longest common token prefix of the group's full sequences, so it is by construction the
+  exact tokenization of the question inside every one of them;
+- sorts what is left by length and cuts it into micro-batches under a padded-token budget.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Hashable, Sequence
+
+from .encode import pool_index
+
+
+@dataclass(frozen=True)
+class SharedGroup:
+    """Answers ``members`` (indices into ``Plan.seqs``) continuing one ``prefix``, in micro-batches."""
+
+    prefix: list[int]
+    members: list[int]
+    batches: list[list[int]]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """``unique[k]`` is run once; item ``i`` takes the score of ``unique[slot[i]]`` (or none if -1)."""
+    seqs: list[list[int]]              # unique sequences to score
+    pools: list[int]                   # per unique sequence: the position its score is read at
+    slot: list[int]                    # per item: index into ``seqs``, or -1 when not run
+    shared: list[SharedGroup] = field(default_factory=list)
+    batches: list[list[int]] = field(default_factory=list)  # unshared micro-batches
 
-    unique: list[int]          # item index that carries each unique sequence
-    slot: list[int]            # per item: index into ``unique`` or -1 when the item is not run
-    batches: list[list[int]]   # indices into ``unique``, each a micro-batch
+    @property
+    def computed_tokens(self) -> int:
+        """Tokens the forward passes run, padding included."""
+        n = 0
+        for g in self.shared:
+            n += len(g.prefix)
+            for b in g.batches:
+                n += len(b) * max(len(self.seqs[k]) - len(g.prefix) for k in b)
+        for b in self.batches:
+            n += len(b) * max(len(self.seqs[k]) for k in b)
+        return n
 
 
-def plan(
-    keys: Sequence[Hashable | None],
-    lengths: Sequence[int],
-    *,
-    max_batch_tokens: int,
-    max_batch_size: int,
-) -> Plan:
-    """Plan a forward pass over items; ``keys[i] is None`` marks an item that needs no forward pass.
+def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        t = first[i]
+        if any(s[i] != t for s in seqs):
+            return i
+    return n
 
-    Batches hold sequences of similar length (longest first) and at most ``max_batch_tokens`` padded
-    tokens; a single sequence longer than the budget gets a batch of its own.
-    """
-    if max_batch_tokens < 1 or max_batch_size < 1:
-        raise ValueError("max_batch_tokens and max_batch_size must be positive")
-    first: dict[Hashable, int] = {}
-    unique: list[int] = []
-    slot: list[int] = []
-    for i, key in enumerate(keys):
-        if key is None:
-            slot.append(-1)
-            continue
-        k = first.get(key)
-        if k is None:
-            k = first[key] = len(unique)
-            unique.append(i)
-        slot.append(k)
-    order = sorted(range(len(unique)), key=lambda k: -lengths[unique[k]])
+
+def _cut(order: Sequence[int], width, max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Consecutive micro-batches of ``order`` (longest first) under the padded-token budget."""
     batches: list[list[int]] = []
     current: list[int] = []
     for k in order:
-        width = lengths[unique[current[0]]] if current else lengths[unique[k]]
-        if current and ((len(current) + 1) * width > max_batch_tokens or len(current) >= max_batch_size):
+        w = width(current[0]) if current else width(k)
+        if current and ((len(current) + 1) * w > max_batch_tokens or len(current) >= max_batch_size):
             batches.append(current)
             current = []
         current.append(k)
     if current:
         batches.append(current)
-    return Plan(unique, slot, batches)
+    return batches
+
+
+def plan(
+    seqs: Sequence[Sequence[int] | None],
+    groups: Sequence[Hashable],
+    pad_id: int | None,
+    *,
+    share: bool,
+    max_batch_tokens: int,
+    max_batch_size: int,
+    min_prefix: int = 16,
+) -> Plan:
+    """Plan the forward passes for items ``seqs`` (None: not run) answering ``groups`` (e.g. questions)."""
+    if max_batch_tokens < 1 or max_batch_size < 1:
+        raise ValueError("max_batch_tokens and max_batch_size must be positive")
+    index: dict[tuple[int, ...], int] = {}
+    unique: list[list[int]] = []
+    unique_group: list[Hashable] = []
+    slot: list[int] = []
+    for seq, group in zip(seqs, groups):
+        if seq is None:
+            slot.append(-1)
+            continue
+        key = tuple(seq)
+        k = index.get(key)
+        if k is None:
+            k = index[key] = len(unique)
+            unique.append(list(seq))
+            unique_group.append(group)
+        slot.append(k)
+    pools = [pool_index(s, pad_id) for s in unique]
+
+    members: dict[Hashable, list[int]] = {}
+    for k, g in enumerate(unique_group):
+        members.setdefault(g, []).append(k)
+    shared: list[SharedGroup] = []
+    alone: list[int] = []
+    for ks in members.values():
+        prefix = 0
+        if share and len(ks) > 1:
+            # Every answer must keep its pooled token, so the prefix stops at the earliest pool position.
+            prefix = min(common_prefix([unique[k] for k in ks]), min(pools[k] for k in ks))
+        if prefix < min_prefix:
+            alone += ks
+            continue
+        order = sorted(ks, key=lambda k: -len(unique[k]))
+        batches = _cut(order, lambda k: len(unique[k]) - prefix, max_batch_tokens, max_batch_size)
+        shared.append(SharedGroup(unique[ks[0]][:prefix], ks, batches))
+    alone.sort(key=lambda k: -len(unique[k]))
+    batches = _cut(alone, lambda k: len(unique[k]), max_batch_tokens, max_batch_size)
+    return Plan(unique, pools, slot, shared, batches)

@@ -107,3 +107,29 @@ class TorchBackend:
         from codescaler.engine.layout import padded
 
         return self.score_layout(padded(ids, pools, self.pad_id)).astype("float64").tolist()
+
+    # A shared prefix is run once; its keys and values serve every answer that continues it.
+    shares_prefix = True
+
+    def prefill(self, prefix: Sequence[int]):
+        import torch
+
+        with torch.inference_mode():
+            return self.graph.prefill(torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device))
+
+    def score_after_prefix(self, state, answers: Sequence[Sequence[int]], offsets: Sequence[int]) -> list[float]:
+        """Scores of ``answers`` continuing the prefilled prefix, each read at ``offsets[i]`` of its own tokens."""
+        import torch
+
+        from codescaler.kernels.last_token_pool import pool
+
+        width = max(len(a) for a in answers)
+        ids = torch.full((len(answers), width), self.pad_id if self.pad_id is not None else 0, dtype=torch.long)
+        for row, a in enumerate(answers):
+            ids[row, : len(a)] = torch.as_tensor(a, dtype=torch.long)
+        rows = torch.as_tensor([r * width + o for r, o in enumerate(offsets)], dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            hidden = self.graph.hidden_after_prefix(state, ids.to(self.device))
+            norm = self.graph.norm
+            scores = pool(hidden, rows, norm.weight, self.graph.score.weight, norm.variance_epsilon)
+        return scores.double().cpu().tolist()

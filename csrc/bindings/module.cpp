@@ -1,28 +1,206 @@
 // The only file that includes nanobind: argument conversion and GIL handling around the C++ core.
+// Offsets are UTF-8 bytes inside the core and code points here, at the Python boundary.
 #include <nanobind/nanobind.h>
-#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
-#include "codescaler/fence.hpp"
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codescaler/extract.hpp"
+#include "../extract/text.hpp"
 
 namespace nb = nanobind;
+using namespace codescaler;
+
+namespace {
+
+Policy parse_policy(const std::string& name) {
+  if (name == "codescaler") return Policy::codescaler;
+  if (name == "last") return Policy::last;
+  if (name == "best") return Policy::best;
+  throw nb::value_error(("unknown policy '" + name + "'; known: codescaler, last, best").c_str());
+}
+
+Language parse_language(const std::string& name) {
+  if (auto l = language_from_tag(name); l && name == language_name(*l)) return *l;
+  throw nb::value_error(
+      ("unknown language '" + name + "'; known: python, cpp, java, javascript, go, rust").c_str());
+}
+
+// UTF-8 views of Python strings. CPython caches a str's UTF-8 form, so this copies nothing for ASCII text
+// and once for other text; strings holding lone surrogates (valid str, invalid UTF-8) are encoded with
+// "surrogatepass", which the core decodes back to the same code points.
+struct Utf8Texts {
+  std::vector<std::string_view> views;
+  std::vector<bool> ascii;
+  std::vector<nb::object> keep_alive;
+
+  void add(PyObject* obj, Py_ssize_t index) {
+    if (!PyUnicode_Check(obj))
+      throw nb::type_error(("response " + std::to_string(index) + " must be str, got " +
+                            Py_TYPE(obj)->tp_name).c_str());
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(obj, &size);
+    if (!data) {
+      PyErr_Clear();
+      nb::object bytes = nb::steal(PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass"));
+      if (!bytes.is_valid()) throw nb::python_error();
+      data = PyBytes_AS_STRING(bytes.ptr());
+      size = PyBytes_GET_SIZE(bytes.ptr());
+      keep_alive.push_back(std::move(bytes));
+    }
+    views.emplace_back(data, static_cast<std::size_t>(size));
+    ascii.push_back(PyUnicode_IS_ASCII(obj));
+  }
+};
+
+nb::object decode(std::string_view text, std::size_t begin, std::size_t end) {
+  nb::object s = nb::steal(PyUnicode_DecodeUTF8(text.data() + begin, static_cast<Py_ssize_t>(end - begin),
+                                                "surrogatepass"));
+  if (!s.is_valid()) throw nb::python_error();
+  return s;
+}
+
+std::size_t to_code_points(std::string_view text, bool ascii, std::size_t byte_offset) {
+  return ascii ? byte_offset : text::code_points(text, byte_offset);
+}
+
+// (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line,
+//  error_column); code is the selected, stripped block (also for syntax_error), offsets in code points.
+nb::tuple to_python(std::string_view text, bool ascii, const Extraction& e) {
+  nb::object tag = nb::none(), code = nb::str("");
+  std::size_t start = 0, end = 0;
+  if (e.has_block()) {
+    if (e.tag_end > e.tag_begin) tag = decode(text, e.tag_begin, e.tag_end);
+    code = decode(text, e.code_begin, e.code_end);
+    start = to_code_points(text, ascii, e.code_begin);
+    end = start + to_code_points(e.code(text), ascii, e.code_end - e.code_begin);
+  }
+  nb::object line = nb::none(), column = nb::none();
+  if (!e.syntax.valid && e.syntax.error_line) {
+    line = nb::int_(e.syntax.error_line);
+    const std::string_view code_text = e.code(text);
+    const std::size_t line_start = e.syntax.error_offset - (e.syntax.error_column - 1);
+    column = nb::int_(1 + to_code_points(code_text.substr(line_start), ascii, e.syntax.error_column - 1));
+  }
+  return nb::make_tuple(status_name(e.status), e.n_blocks, tag, code, start, end, e.syntax.n_error_nodes,
+                        e.syntax.n_missing_nodes, line, column);
+}
+
+nb::list py_extract_batch(nb::handle responses, const std::string& policy, const std::string& language,
+                       unsigned threads, bool validate, std::int64_t parse_budget_us) {
+  Options options;
+  options.policy = parse_policy(policy);
+  options.language = parse_language(language);
+  options.validate = validate;
+  options.parse_budget_us = parse_budget_us;
+  // A tuple holds a reference to every response while the GIL is released: another thread may mutate
+  // the caller's list meanwhile, and the views below point into the strings.
+  nb::object seq = nb::steal(PySequence_Tuple(responses.ptr()));
+  if (!seq.is_valid()) throw nb::python_error();
+  const Py_ssize_t n = PyTuple_GET_SIZE(seq.ptr());
+  Utf8Texts texts;
+  texts.views.reserve(static_cast<std::size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) texts.add(PyTuple_GET_ITEM(seq.ptr(), i), i);
+  std::vector<Extraction> results;
+  {
+    nb::gil_scoped_release release;
+    results = codescaler::extract_batch(texts.views, options, threads);
+  }
+  nb::list out;
+  for (std::size_t i = 0; i < results.size(); ++i)
+    out.append(to_python(texts.views[i], texts.ascii[i], results[i]));
+  return out;
+}
+
+}  // namespace
 
 NB_MODULE(_native, m) {
-  m.doc() = "codescaler native core: fence scanning and syntax validation.";
+  m.doc() = "codescaler native core: fence scanning, block selection and tree-sitter syntax validation.";
+  m.attr("LANGUAGES") = nb::make_tuple("python", "cpp", "java", "javascript", "go", "rust");
+  m.attr("POLICIES") = nb::make_tuple("codescaler", "last", "best");
+
+  m.def("unicode_version", [] { return std::string(text::unicode_version()); },
+        "The Unicode version of the \\w and whitespace tables built in (the building Python's unicodedata).");
+
+  m.def("extract_batch", &py_extract_batch,
+        nb::sig("def extract_batch(responses: collections.abc.Sequence[str], policy: str = 'codescaler', "
+                "language: str = 'python', threads: int = 1, validate: bool = True, "
+                "parse_budget_us: int = 1000000) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]"),
+        nb::arg("responses"), nb::arg("policy") = "codescaler",
+        nb::arg("language") = "python", nb::arg("threads") = 1, nb::arg("validate") = true,
+        nb::arg("parse_budget_us") = 1'000'000,
+        "Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns "
+        "one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, "
+        "error_line, error_column) per response, in input order; offsets and columns in code points.");
+
   m.def(
-      "scan_codescaler",
-      [](std::string_view text) {
-        std::vector<codescaler::Block> blocks;
+      "findall_codescaler",
+      [](nb::handle text) {
+        Utf8Texts t;
+        t.add(text.ptr(), 0);
+        std::vector<Block> blocks;
         {
           nb::gil_scoped_release release;
-          blocks = codescaler::scan_codescaler(text);
+          blocks = scan_codescaler(t.views[0]);
         }
-        std::vector<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>> out;
-        out.reserve(blocks.size());
-        for (const auto& b : blocks) out.emplace_back(b.tag_begin, b.tag_end, b.code_begin, b.code_end);
+        nb::list out;
+        for (const Block& b : blocks)
+          out.append(nb::make_tuple(decode(t.views[0], b.tag_begin, b.tag_end),
+                                    decode(t.views[0], b.code_begin, b.code_end)));
         return out;
       },
-      nb::arg("text"),
-      "Byte offsets (tag_begin, tag_end, code_begin, code_end) of the blocks the CodeScaler pattern finds.");
+      nb::sig("def findall_codescaler(text: str) -> list[tuple[str, str]]"), nb::arg("text"),
+      "The (tag, body) pairs re.findall(FENCE, text) returns, found by the C++ scanner.");
+
+  m.def(
+      "scan_tolerant",
+      [](nb::handle text) {
+        Utf8Texts t;
+        t.add(text.ptr(), 0);
+        nb::list out;
+        for (const Block& b : scan_tolerant(t.views[0]))
+          out.append(nb::make_tuple(decode(t.views[0], b.tag_begin, b.tag_end),
+                                    decode(t.views[0], b.code_begin, b.code_end), b.closed));
+        return out;
+      },
+      nb::sig("def scan_tolerant(text: str) -> list[tuple[str, str, bool]]"), nb::arg("text"),
+      "The (tag, body, closed) blocks a Markdown-tolerant reader finds.");
+
+  m.def(
+      "strip",
+      [](nb::handle text) {
+        Utf8Texts t;
+        t.add(text.ptr(), 0);
+        const auto [b, e] = strip_range(t.views[0], 0, t.views[0].size());
+        return decode(t.views[0], b, e);
+      },
+      nb::sig("def strip(text: str) -> str"), nb::arg("text"), "str.strip() as the C++ core computes it.");
+
+  m.def(
+      "check_syntax",
+      [](nb::handle code, const std::string& language, std::int64_t parse_budget_us) {
+        Utf8Texts t;
+        t.add(code.ptr(), 0);
+        const Language lang = parse_language(language);
+        SyntaxReport r;
+        {
+          nb::gil_scoped_release release;
+          SyntaxChecker checker;
+          r = checker.check(t.views[0], lang, deadline_after_us(parse_budget_us));
+        }
+        Extraction e;
+        e.status = r.timed_out ? Status::timeout : r.valid ? Status::ok : Status::syntax_error;
+        e.code_end = t.views[0].size();
+        e.n_blocks = 1;
+        e.syntax = r;
+        return to_python(t.views[0], t.ascii[0], e);
+      },
+      nb::sig("def check_syntax(code: str, language: str, parse_budget_us: int = 1000000) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]"),
+      nb::arg("code"), nb::arg("language"), nb::arg("parse_budget_us") = 1'000'000,
+      "tree-sitter's verdict on `code` alone, as an extract_batch tuple.");
 }

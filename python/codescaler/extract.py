@@ -1,7 +1,12 @@
-"""Syntax-aware program extraction, policy ``codescaler``: the executable spec of the published recipe.
+"""Syntax-aware program extraction: pick the program out of an LLM response and decide whether it parses.
 
-A response yields code only if it holds exactly one fenced block and that block, stripped, parses as
-Python under CPython's own parser. Everything else yields empty code, which the reward shapes to 0.0.
+The production path is native (``codescaler._native``: fence scanning, block selection and tree-sitter
+validation in C++, with the GIL released). For Python code CPython's own parser has the final word, as in
+the published recipe. ``extract_spec`` is the recipe itself in plain Python, kept as the executable
+specification the native path is tested against.
+
+Policies: ``codescaler`` (the recipe: exactly one block, upstream's exact pattern), ``last`` (the last block
+of the language) and ``best`` (the longest block of the language that parses cleanly, ties to the last).
 """
 
 from __future__ import annotations
@@ -12,14 +17,19 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from . import _native
 from .errors import InputError
 
 # The published pattern, verbatim in meaning: ```, an optional \w+ tag, a newline, then the shortest run
 # of anything up to the next ```.
 FENCE = re.compile(r"```(\w+)?\n(.*?)```", re.DOTALL)
 
-POLICIES = ("codescaler",)
-LANGUAGES = ("python",)
+POLICIES = ("codescaler", "last", "best")
+LANGUAGES = ("python", "cpp", "java", "javascript", "go", "rust")
+STATUSES = ("ok", "no_block", "multiple_blocks", "empty_block", "syntax_error", "timeout")
+
+# Wall-clock budget for all tree-sitter parsing of one response; past it the status is "timeout".
+PARSE_BUDGET_S = 1.0
 
 # Above this size the parser allocates millions of AST objects; pausing the cyclic collector for the
 # duration cuts its time about 4x (12 MB of code: 27 s -> 7 s) without changing the result.
@@ -31,8 +41,11 @@ class Extraction:
     """What extraction found in one response.
 
     ``code`` is the program the reward model will see ("" when there is none); ``status`` is one of
-    ``ok``, ``no_block``, ``multiple_blocks``, ``empty_block`` or ``syntax_error``; ``error`` carries the
-    parser's message for ``syntax_error``.
+    ``ok``, ``no_block``, ``multiple_blocks``, ``empty_block``, ``syntax_error`` or ``timeout`` (the
+    tree-sitter parse budget ran out); ``error`` carries the deciding parser's message for
+    ``syntax_error``, and ``error_line``/``error_column`` (1-based, code points) where it found the first
+    error. ``n_error_nodes``/``n_missing_nodes`` count tree-sitter's ERROR and MISSING nodes when
+    tree-sitter validated the code (0 when CPython alone decided).
     """
 
     code: str
@@ -40,41 +53,51 @@ class Extraction:
     n_blocks: int
     tag: str | None = None
     error: str | None = None
+    language: str = "python"
+    error_line: int | None = None
+    error_column: int | None = None
+    n_error_nodes: int = 0
+    n_missing_nodes: int = 0
 
     @property
     def valid(self) -> bool:
         return self.status == "ok"
 
 
-def python_parses(code: str) -> tuple[bool, str | None]:
-    """CPython's verdict on ``code`` as the recipe asks it (``ast.parse``; any exception is invalid)."""
+def _python_verdict(code: str) -> tuple[bool, str | None, int | None, int | None]:
     pause = len(code) > _GC_PAUSE_BYTES and gc.isenabled()
     if pause:
         gc.disable()
     try:
         ast.parse(code)
     except Exception as exc:  # the recipe counts any failure to parse as invalid code
-        return False, f"{type(exc).__name__}: {exc}"
+        return False, f"{type(exc).__name__}: {exc}", getattr(exc, "lineno", None), getattr(exc, "offset", None)
     finally:
         if pause:
             gc.enable()
-    return True, None
+    return True, None, None, None
 
 
-def _check(response: object, policy: str, language: str) -> str:
-    if not isinstance(response, str):
-        raise TypeError(f"extract(): response must be str, got {type(response).__name__}")
+def python_parses(code: str) -> tuple[bool, str | None]:
+    """CPython's verdict on ``code`` as the recipe asks it (``ast.parse``; any exception is invalid)."""
+    ok, error, _, _ = _python_verdict(code)
+    return ok, error
+
+
+def _check(policy: str, language: str) -> None:
     if policy not in POLICIES:
         raise InputError(f"extract(): unknown policy {policy!r}; known: {', '.join(POLICIES)}")
     if language not in LANGUAGES:
-        raise InputError(f"extract(): policy {policy!r} supports language(s) {', '.join(LANGUAGES)}, not {language!r}")
-    return response
+        raise InputError(f"extract(): unknown language {language!r}; known: {', '.join(LANGUAGES)}")
 
 
-def extract(response: str, policy: str = "codescaler", language: str = "python") -> Extraction:
-    """Extract the one program in ``response`` under ``policy``; see the module docstring."""
-    text = _check(response, policy, language)
-    blocks = FENCE.findall(text)
+def extract_spec(response: str, policy: str = "codescaler", language: str = "python") -> Extraction:
+    """The published recipe in plain Python (policy ``codescaler``, Python only): the reference for tests."""
+    if not isinstance(response, str):
+        raise TypeError(f"extract(): response must be str, got {type(response).__name__}")
+    if policy != "codescaler" or language != "python":
+        raise InputError(f"extract_spec(): only policy 'codescaler' for 'python', not {policy!r}/{language!r}")
+    blocks = FENCE.findall(response)
     if not blocks:
         return Extraction("", "no_block", 0)
     if len(blocks) > 1:
@@ -90,8 +113,61 @@ def extract(response: str, policy: str = "codescaler", language: str = "python")
     return Extraction(code, "ok", 1, tag)
 
 
+def extract(response: str, policy: str = "codescaler", language: str = "python") -> Extraction:
+    """Extract the program in ``response`` under ``policy``; see the module docstring."""
+    if not isinstance(response, str):
+        raise TypeError(f"extract(): response must be str, got {type(response).__name__}")
+    return extract_batch((response,), policy, language, threads=1)[0]
+
+
 def extract_batch(
-    responses: Sequence[str] | Iterable[str], policy: str = "codescaler", language: str = "python"
+    responses: Sequence[str] | Iterable[str],
+    policy: str = "codescaler",
+    language: str = "python",
+    threads: int | None = None,
+    parse_budget_s: float = PARSE_BUDGET_S,
 ) -> list[Extraction]:
-    """``extract`` over many responses, results in input order."""
-    return [extract(r, policy, language) for r in responses]
+    """``extract`` over many responses, results in input order.
+
+    Scanning, selection and tree-sitter validation run in C++ with the GIL released over ``threads``
+    threads (None: all cores). For Python, CPython's parser then decides validity of each selected
+    program, once per distinct program.
+    """
+    _check(policy, language)
+    if not isinstance(responses, (list, tuple)):
+        responses = list(responses)
+    if threads is not None and threads < 1:
+        raise InputError(f"extract_batch(): threads must be >= 1 or None, got {threads}")
+    cpython = language == "python"
+    # For policy best tree-sitter must rank the candidates even when CPython gives the final verdict.
+    validate = not cpython or policy == "best"
+    rows = _native.extract_batch(
+        responses, policy, language, threads or 0, validate, int(min(max(parse_budget_s, 0.0), 1e6) * 1e6)
+    )
+    verdicts: dict[str, tuple[bool, str | None, int | None, int | None]] = {}
+    out = []
+    pause = cpython and gc.isenabled()
+    if pause:  # ast.parse allocates many acyclic objects; collecting during the loop only costs time
+        gc.disable()
+    try:
+        for status, n_blocks, tag, code, _start, _end, n_err, n_miss, line, column in rows:
+            error = None
+            if cpython and status in ("ok", "syntax_error"):
+                verdict = verdicts.get(code)
+                if verdict is None:
+                    verdict = verdicts[code] = _python_verdict(code)
+                ok, error, line, column = verdict
+                status = "ok" if ok else "syntax_error"
+            elif status == "syntax_error":
+                error = f"tree-sitter: {n_err} ERROR and {n_miss} MISSING node(s), first at line {line}, column {column}"
+            elif status == "timeout":
+                error = f"tree-sitter: parse budget of {parse_budget_s:g} s exhausted"
+            out.append(
+                Extraction(
+                    code if status == "ok" else "", status, n_blocks, tag, error, language, line, column, n_err, n_miss
+                )
+            )
+    finally:
+        if pause:
+            gc.enable()
+    return out

@@ -1,0 +1,58 @@
+// Program extraction: pick the code block of a response under a policy and validate its syntax.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "codescaler/fence.hpp"
+#include "codescaler/syntax.hpp"
+
+namespace codescaler {
+
+enum class Policy {
+  codescaler,  // the published recipe: exactly one block (exact upstream pattern), stripped
+  last,        // the last block tagged with the language (or untagged), tolerant fences
+  best,        // the longest block of the language that parses cleanly, ties to the last
+};
+
+enum class Status { ok, no_block, multiple_blocks, empty_block, syntax_error, timeout };
+
+const char* status_name(Status status);
+
+struct Options {
+  Policy policy = Policy::codescaler;
+  Language language = Language::python;
+  // false: stop after selection and leave validity to the caller (status ok means "selected, not yet
+  // checked"); Python callers do this to let CPython decide Python validity.
+  bool validate = true;
+  // Wall-clock budget for all tree-sitter parsing of one response.
+  std::int64_t parse_budget_us = 1'000'000;
+};
+
+struct Extraction {
+  Status status = Status::no_block;
+  std::uint32_t n_blocks = 0;        // blocks found (all tags)
+  std::size_t tag_begin = 0, tag_end = 0;    // byte range of the selected block's tag
+  std::size_t code_begin = 0, code_end = 0;  // byte range of the selected, stripped code
+  SyntaxReport syntax;               // meaningful when validation ran
+  bool has_block() const { return status == Status::ok || status == Status::empty_block ||
+                                  status == Status::syntax_error || status == Status::timeout; }
+  std::string_view code(std::string_view text) const { return text.substr(code_begin, code_end - code_begin); }
+};
+
+// Strips leading and trailing whitespace as Python's str.strip() does (Unicode White_Space and the
+// C0 separators \x1c-\x1f); returns the byte range of what remains inside [begin, end).
+std::pair<std::size_t, std::size_t> strip_range(std::string_view text, std::size_t begin, std::size_t end);
+
+// One response; `checker` is only used when options.validate.
+Extraction extract(std::string_view text, const Options& options, SyntaxChecker& checker);
+
+// Many responses over `threads` worker threads (0: hardware concurrency), one SyntaxChecker per thread;
+// results in input order.
+std::vector<Extraction> extract_batch(const std::vector<std::string_view>& texts, const Options& options,
+                                      unsigned threads = 0);
+
+}  // namespace codescaler

@@ -1,0 +1,34 @@
+"""
+codescaler native core: fence scanning, block selection and tree-sitter syntax validation.
+"""
+
+from collections.abc import Sequence
+
+
+LANGUAGES: tuple = ...
+
+POLICIES: tuple = ('codescaler', 'last', 'best')
+
+def unicode_version() -> str:
+    """
+    The Unicode version of the \\w and whitespace tables built in (the building Python's unicodedata).
+    """
+
+def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language: str = 'python', threads: int = 1, validate: bool = True, parse_budget_us: int = 1000000) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]:
+    """
+    Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points.
+    """
+
+def findall_codescaler(text: str) -> list[tuple[str, str]]:
+    """
+    The (tag, body) pairs re.findall(FENCE, text) returns, found by the C++ scanner.
+    """
+
+def scan_tolerant(text: str) -> list[tuple[str, str, bool]]:
+    """The (tag, body, closed) blocks a Markdown-tolerant reader finds."""
+
+def strip(text: str) -> str:
+    """str.strip() as the C++ core computes it."""
+
+def check_syntax(code: str, language: str, parse_budget_us: int = 1000000) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]:
+    """tree-sitter's verdict on `code` alone, as an extract_batch tuple."""

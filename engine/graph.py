@@ -18,8 +18,50 @@ only they are normalised and projected by the score head.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+_flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of answers that continue a shared prefix, computing only the useful blocks.
+
+    ``key``/``value`` hold the prefix (its first ``prefix_length`` positions, identical across the batch)
+    followed by the answers' own. Two flash-attention calls, each without a mask: every answer query
+    against the prefix (the batch folded into one long query, so the prefix is read once), and each
+    answer causally against itself; their softmax halves are merged exactly through their log-sum-exps.
+    Attention work per answer is (prefix + answer) x answer, not the masked square of a packed row.
+    """
+    p = kwargs["prefix_length"]
+    b, h, a, d = query.shape
+    groups = h // key.shape[1]
+    if groups > 1:  # grouped-query attention: the flash kernel wants one key head per query head
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    kp, vp = key[:1, :, :p], value[:1, :, :p]
+    ks, vs = key[:, :, p:], value[:, :, p:]
+    folded = query.transpose(0, 1).reshape(1, h, b * a, d)
+    o1, l1 = _flash_cpu(folded, kp, vp, 0.0, False, scale=scaling)[:2]
+    o2, l2 = _flash_cpu(query, ks, vs, 0.0, True, scale=scaling)[:2]
+    o1 = o1.reshape(h, b, a, d).transpose(0, 1)
+    l1 = l1.reshape(h, b, a).transpose(0, 1)
+    top = torch.maximum(l1, l2)
+    w1 = torch.exp(l1 - top).unsqueeze(-1)
+    w2 = torch.exp(l2 - top).unsqueeze(-1)
+    out = (o1.float() * w1 + o2.float() * w2) / (w1 + w2)
+    return out.to(query.dtype).transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register("codescaler_prefix", prefix_attention)
+
+
+_register()
 
 
 class PrefixCache:
@@ -108,18 +150,39 @@ class PooledScorer(nn.Module):
         p = cache.length
         hidden = self.embed_tokens(input_ids)
         pos = (p + torch.arange(a, device=input_ids.device)).unsqueeze(0).expand(b, a)
-        idx = torch.arange(a, device=input_ids.device)
-        allowed = torch.cat([torch.ones((a, p), dtype=torch.bool, device=input_ids.device),
-                             idx.unsqueeze(0) <= idx.unsqueeze(1)], dim=1)  # (A, P + A)
-        zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
-        neg = torch.full((), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
-        mask = torch.where(allowed, zero, neg).expand(b, 1, a, p + a)
         rope = self.rotary_emb(hidden, pos)
         view = cache.freeze(b)
-        for layer in self.layers:
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=pos,
-                           past_key_values=view, use_cache=True)
+        split = _flash_cpu is not None and input_ids.device.type == "cpu"
+        if split:
+            mask, extra = None, {"prefix_length": p}
+        else:
+            idx = torch.arange(a, device=input_ids.device)
+            allowed = torch.cat([torch.ones((a, p), dtype=torch.bool, device=input_ids.device),
+                                 idx.unsqueeze(0) <= idx.unsqueeze(1)], dim=1)  # (A, P + A)
+            zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+            neg = torch.full((), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
+            mask, extra = torch.where(allowed, zero, neg).expand(b, 1, a, p + a), {}
+        with self._attention("codescaler_prefix" if split else None):
+            for layer in self.layers:
+                hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=pos,
+                               past_key_values=view, use_cache=True, **extra)
         return hidden
+
+    @contextlib.contextmanager
+    def _attention(self, name: str | None):
+        """Switch the layers' attention implementation for one forward pass."""
+        if name is None:
+            yield
+            return
+        configs = {id(layer.self_attn.config): layer.self_attn.config for layer in self.layers}
+        saved = {k: c._attn_implementation for k, c in configs.items()}
+        for c in configs.values():
+            c._attn_implementation = name
+        try:
+            yield
+        finally:
+            for k, c in configs.items():
+                c._attn_implementation = saved[k]
 
     def forward(self, input_ids, position_ids, segment_ids, prefix_ids, pool_index):
         hidden = self.hidden_states(input_ids, position_ids, segment_ids, prefix_ids)

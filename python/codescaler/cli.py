@@ -1,11 +1,10 @@
-"""The ``codescaler`` command: score, demo, export."""
+"""The ``codescaler`` command: score, demo, export, bench."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from itertools import islice
 from typing import IO, Iterator
 
 from .errors import CodeScalerError, InputError
@@ -70,33 +69,43 @@ def _records(lines: Iterator[str]) -> Iterator[tuple[int, dict | None, str | Non
             yield n, rec, None
 
 
-def score_file(model, src: IO[str], dst: IO[str], *, chunk: int = 256, progress: bool | None = None) -> int:
-    """Score a JSONL stream in chunks, writing one output line per input record, in input order.
+def score_file(model, src: IO[str], dst: IO[str], *, chunk: int = 512, progress: bool | None = None) -> int:
+    """Stream a JSONL file through ``model.score_iter``: one output line per input record, in input order.
 
-    Returns the number of error records written.
+    Malformed records become error records in place. Returns the number of error records written.
     """
+    from collections import deque
+
     from tqdm import tqdm
 
+    pending: deque = deque()  # records read ahead by score_iter, in input order
     errors = 0
-    records = _records(src)
     bar = tqdm(unit="resp", disable=None if progress is None else not progress, file=sys.stderr)
-    while True:
-        block = list(islice(records, chunk))
-        if not block:
-            break
-        good = [(n, rec) for n, rec, err in block if err is None]
-        rewards = iter(model.score([r["question"] for _, r in good], [r["response"] for _, r in good]))
-        for n, rec, err in block:
-            out = {"id": rec.get("id") if isinstance(rec, dict) else None}
+
+    def good_pairs():
+        for n, rec, err in _records(src):
+            pending.append((rec, err))
             if err is None:
-                r = next(rewards)
-                out.update(reward=r.reward, raw_score=r.raw_score, status=r.status)
-            else:
-                errors += 1
-                out.update(reward=None, raw_score=None, status="input_error", error=err)
-            dst.write(json.dumps(out, ensure_ascii=False) + "\n")
-        dst.flush()
-        bar.update(len(block))
+                yield rec["question"], rec["response"]
+
+    def write(rec, err, reward=None):
+        nonlocal errors
+        out = {"id": rec.get("id") if isinstance(rec, dict) else None}
+        if err is None:
+            out.update(reward=reward.reward, raw_score=reward.raw_score, status=reward.status)
+        else:
+            errors += 1
+            out.update(reward=None, raw_score=None, status="input_error", error=err)
+        dst.write(json.dumps(out, ensure_ascii=False) + "\n")
+        bar.update(1)
+
+    for reward in model.score_iter(good_pairs(), chunk_items=chunk):
+        while pending[0][1] is not None:
+            write(*pending.popleft())
+        write(*pending.popleft(), reward)
+    while pending:
+        write(*pending.popleft())
+    dst.flush()
     bar.close()
     return errors
 
@@ -160,6 +169,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from codescaler.benchmarks.bench_score import main as bench
+
+    workloads = ("grpo", "bon") if args.workload == "all" else (args.workload,)
+    sizes = tuple(int(x) for x in args.batch_sizes.split(","))
+    bench(workloads, dtype=args.dtype, batch_sizes=sizes, trl=not args.no_trl, model=args.model, threads=args.threads)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codescaler", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", default=None, choices=("int8",), help="dynamic int8 weights (CPU)")
     p.add_argument("--max-length", type=int, default=4096, help="longest sequence the engine accepts")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("bench", help="time this engine against the model-card and TRL-style baselines")
+    p.add_argument("--workload", default="all", choices=("all", "grpo", "bon"))
+    p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"))
+    p.add_argument("--batch-sizes", default="4,8,16", help="model-card baseline batch sizes to try")
+    p.add_argument("--no-trl", action="store_true", help="skip the one-padded-batch TRL-style baseline")
+    p.add_argument("--model", default=None, help="reward-model folder (default: a random hidden-512 Qwen3)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="score the max-subarray example (embedded tiny model by default)")
     model_opts(p, required=False)

@@ -22,21 +22,55 @@ def pool_index(ids: Sequence[int], pad_id: int | None) -> int:
     return 0
 
 
-class Encoder:
-    """(question, code) -> token ids, exactly as the model card's usage tokenizes them."""
+TRUNCATIONS = ("right", "question")
 
-    def __init__(self, tokenizer, template: ChatTemplate, max_length: int):
+
+class Encoder:
+    """(question, code) -> token ids, exactly as the model card's usage tokenizes them.
+
+    ``truncation="right"`` (upstream's, the default) cuts the rendered conversation at ``max_length``
+    tokens, so a long question can push the code out of view. ``truncation="question"`` instead
+    shortens the question (keeping its beginning) until the whole conversation fits, so the code is
+    always seen whole; when even an empty question does not fit, it falls back to right truncation.
+    """
+
+    def __init__(self, tokenizer, template: ChatTemplate, max_length: int, truncation: str = "right"):
         if not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"max_length must be a positive int, got {max_length!r}")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         self.tokenizer = tokenizer
         self.template = template
         self.max_length = max_length
+        self.truncation = truncation
         # Upstream truncates on the right whatever a checkpoint's tokenizer config says.
         self.tokenizer.truncation_side = "right"
+
+    def _ids(self, texts: list[str], truncate: bool) -> list[list[int]]:
+        kw = {"truncation": True, "max_length": self.max_length} if truncate else {}
+        return [list(ids) for ids in self.tokenizer(texts, **kw)["input_ids"]]
 
     def encode(self, questions: Sequence[str], codes: Sequence[str]) -> list[list[int]]:
         if not questions:
             return []
         texts = [self.template.render(q, c) for q, c in zip(questions, codes)]
-        out = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        return [list(ids) for ids in out["input_ids"]]
+        if self.truncation == "right":
+            return self._ids(texts, truncate=True)
+        out = self._ids(texts, truncate=False)
+        for i, ids in enumerate(out):
+            if len(ids) > self.max_length:
+                out[i] = self._fit_question(questions[i], codes[i], len(ids) - self.max_length)
+        return out
+
+    def _fit_question(self, question: str, code: str, overflow: int) -> list[int]:
+        """Drop tokens from the end of the question until the conversation fits in max_length."""
+        offsets = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        cut = overflow
+        while cut <= len(offsets):
+            keep = len(offsets) - cut
+            shorter = question[: offsets[keep][0]] if keep < len(offsets) else question
+            ids = self._ids([self.template.render(shorter, code)], truncate=False)[0]
+            if len(ids) <= self.max_length:
+                return ids
+            cut += len(ids) - self.max_length  # token merges at the cut can cost a little more
+        return self._ids([self.template.render("", code)], truncate=True)[0]

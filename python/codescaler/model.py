@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .encode import Encoder, pool_index
 from .errors import InputError, ModelLoadError
@@ -69,10 +69,10 @@ class RewardModel:
     """A CodeScaler reward model ready to score. Build it with :meth:`from_pretrained`."""
 
     def __init__(self, backend, tokenizer, *, max_length: int, max_batch_tokens: int, max_batch_size: int,
-                 source: str, share_prefix: bool = True):
+                 source: str, share_prefix: bool = True, truncation: str = "right"):
         self.backend = backend
         self.template = ChatTemplate(tokenizer, source=source)
-        self.encoder = Encoder(tokenizer, self.template, max_length)
+        self.encoder = Encoder(tokenizer, self.template, max_length, truncation)
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self.share_prefix = share_prefix
@@ -92,6 +92,7 @@ class RewardModel:
         max_batch_tokens: int = 8192,
         max_batch_size: int = 64,
         share_prefix: bool = True,
+        truncation: str = "right",
     ) -> "RewardModel":
         """Load a reward model from a Hugging Face folder or an engine directory.
 
@@ -102,6 +103,8 @@ class RewardModel:
         right-truncation length: 4096 by default (the RL recipe's), or the engine's own. Batches hold at
         most ``max_batch_tokens`` padded tokens and ``max_batch_size`` sequences. ``share_prefix=False``
         scores every answer as a whole sequence instead of reusing its question's computation.
+        ``truncation="question"`` shortens long questions so the code is always seen whole; the default
+        ``"right"`` is upstream's.
         """
         from transformers import AutoTokenizer
 
@@ -144,7 +147,8 @@ class RewardModel:
             tokenizer = _load_tokenizer(AutoTokenizer, path)
             runner = TorchBackend(path, dtype=dtype, device=device)
         return cls(runner, tokenizer, max_length=max_length or 4096, max_batch_tokens=max_batch_tokens,
-                   max_batch_size=max_batch_size, source=str(path), share_prefix=share_prefix)
+                   max_batch_size=max_batch_size, source=str(path), share_prefix=share_prefix,
+                   truncation=truncation)
 
     @property
     def max_length(self) -> int:
@@ -193,6 +197,44 @@ class RewardModel:
         """Raw scores of (question, code) pairs exactly as given, as in the model card's usage."""
         questions, codes = _pairs("questions", questions, "codes", codes)
         return self._raw_scores(questions, codes, [True] * len(codes))
+
+    def score_groups(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]], *,
+                     policy: str = "codescaler") -> list[list[Reward]]:
+        """Rewards for groups of responses, one group per question (a GRPO step)."""
+        questions = _strings("questions", questions)
+        if isinstance(responses_per_question, str) or len(responses_per_question) != len(questions):
+            raise InputError(f"responses_per_question must hold one list per question ({len(questions)})")
+        groups = [_strings(f"responses_per_question[{i}]", g) for i, g in enumerate(responses_per_question)]
+        flat = self.score([q for q, g in zip(questions, groups) for _ in g], [r for g in groups for r in g],
+                          policy=policy)
+        out, at = [], 0
+        for g in groups:
+            out.append(flat[at:at + len(g)])
+            at += len(g)
+        return out
+
+    def score_iter(self, pairs: Iterable[tuple[str, str]], *, policy: str = "codescaler",
+                   chunk_items: int = 512, chunk_chars: int = 4_000_000) -> Iterator[Reward]:
+        """Stream rewards for an iterable of (question, response) pairs, in input order.
+
+        Pairs are scored in chunks of at most ``chunk_items`` pairs and about ``chunk_chars`` characters,
+        so memory stays flat however long the stream; a chunk ends early where the question changes
+        once it is half full, so GRPO groups stay together and keep sharing their question.
+        """
+        qs: list[str] = []
+        rs: list[str] = []
+        chars = 0
+        for q, r in pairs:
+            full = len(qs) >= chunk_items or chars >= chunk_chars
+            boundary = len(qs) >= chunk_items // 2 and qs and q != qs[-1]
+            if full or boundary:
+                yield from self.score(qs, rs, policy=policy)
+                qs, rs, chars = [], [], 0
+            qs.append(q)
+            rs.append(r)
+            chars += (len(q) if isinstance(q, str) else 0) + (len(r) if isinstance(r, str) else 0)
+        if qs:
+            yield from self.score(qs, rs, policy=policy)
 
     def best_of_n(self, question: str, candidates: Sequence[str], *, policy: str = "codescaler") -> BestOfN:
         """Score every candidate response for one question and pick the highest reward."""

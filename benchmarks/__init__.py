@@ -1,0 +1,1 @@
+"""Benchmark workloads and runners behind ``codescaler bench``; never part of the test run."""

@@ -27,27 +27,32 @@ _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cp
 
 
 def prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention of answers that continue a shared prefix, computing only the useful blocks.
+    """Attention of packed answers that each continue one shared prefix, computing only useful blocks.
 
-    ``key``/``value`` hold the prefix (its first ``prefix_length`` positions, identical across the batch)
-    followed by the answers' own. Two flash-attention calls, each without a mask: every answer query
-    against the prefix (the batch folded into one long query, so the prefix is read once), and each
-    answer causally against itself; their softmax halves are merged exactly through their log-sum-exps.
-    Attention work per answer is (prefix + answer) x answer, not the masked square of a packed row.
+    One row holds the answers back to back, padding-free. ``key``/``value`` hold the prefix (its first
+    ``prefix_length`` positions) followed by the answers' own. Every answer query attends to the whole
+    prefix (one flash-attention call for all answers, no mask) and causally to its own answer (one call
+    per answer); the two softmax halves are merged exactly through their log-sum-exps. Attention work
+    per answer is (prefix + answer) x answer; no answer sees another.
     """
     p = kwargs["prefix_length"]
-    b, h, a, d = query.shape
+    lengths = kwargs["answer_lengths"]
+    h = query.shape[1]
     groups = h // key.shape[1]
     if groups > 1:  # grouped-query attention: the flash kernel wants one key head per query head
         key = key.repeat_interleave(groups, dim=1)
         value = value.repeat_interleave(groups, dim=1)
-    kp, vp = key[:1, :, :p], value[:1, :, :p]
-    ks, vs = key[:, :, p:], value[:, :, p:]
-    folded = query.transpose(0, 1).reshape(1, h, b * a, d)
-    o1, l1 = _flash_cpu(folded, kp, vp, 0.0, False, scale=scaling)[:2]
-    o2, l2 = _flash_cpu(query, ks, vs, 0.0, True, scale=scaling)[:2]
-    o1 = o1.reshape(h, b, a, d).transpose(0, 1)
-    l1 = l1.reshape(h, b, a).transpose(0, 1)
+    o1, l1 = _flash_cpu(query, key[:, :, :p], value[:, :, :p], 0.0, False, scale=scaling)[:2]
+    parts, lses = [], []
+    start = 0
+    for n in lengths:
+        q, s = query[:, :, start:start + n], slice(p + start, p + start + n)
+        o, lse = _flash_cpu(q, key[:, :, s], value[:, :, s], 0.0, True, scale=scaling)[:2]
+        parts.append(o)
+        lses.append(lse)
+        start += n
+    o2 = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
+    l2 = torch.cat(lses, dim=2) if len(lses) > 1 else lses[0]
     top = torch.maximum(l1, l2)
     w1 = torch.exp(l1 - top).unsqueeze(-1)
     w2 = torch.exp(l2 - top).unsqueeze(-1)
@@ -140,28 +145,30 @@ class PooledScorer(nn.Module):
                            past_key_values=cache, use_cache=True)
         return cache
 
-    def hidden_after_prefix(self, cache: PrefixCache, input_ids: torch.Tensor) -> torch.Tensor:
-        """Pre-norm hidden states (B, A) of right-padded answers that each continue the cached prefix.
+    def hidden_after_prefix(self, cache: PrefixCache, input_ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+        """Pre-norm hidden states (1, N) of answers packed back to back (``lengths`` tokens each, no
+        padding) that each continue the cached prefix.
 
-        Answer tokens attend to the whole prefix and causally to their own row; the answers never see
-        each other, and positions continue from the prefix length.
+        Answer tokens attend to the whole prefix and causally to their own answer; the answers never see
+        each other, and each answer's positions continue from the prefix length.
         """
-        b, a = input_ids.shape
         p = cache.length
+        device = input_ids.device
         hidden = self.embed_tokens(input_ids)
-        pos = (p + torch.arange(a, device=input_ids.device)).unsqueeze(0).expand(b, a)
+        pos = torch.cat([p + torch.arange(n, device=device) for n in lengths]).unsqueeze(0)
         rope = self.rotary_emb(hidden, pos)
-        view = cache.freeze(b)
-        split = _flash_cpu is not None and input_ids.device.type == "cpu"
+        view = cache.freeze(1)
+        split = _flash_cpu is not None and device.type == "cpu"
         if split:
-            mask, extra = None, {"prefix_length": p}
-        else:
-            idx = torch.arange(a, device=input_ids.device)
-            allowed = torch.cat([torch.ones((a, p), dtype=torch.bool, device=input_ids.device),
-                                 idx.unsqueeze(0) <= idx.unsqueeze(1)], dim=1)  # (A, P + A)
-            zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
-            neg = torch.full((), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device)
-            mask, extra = torch.where(allowed, zero, neg).expand(b, 1, a, p + a), {}
+            mask, extra = None, {"prefix_length": p, "answer_lengths": list(lengths)}
+        else:  # a dense block mask: prefix fully visible, each answer causal over itself only
+            seg = torch.cat([torch.full((n,), i, device=device) for i, n in enumerate(lengths)])
+            idx = torch.arange(len(seg), device=device)
+            own = (seg.unsqueeze(0) == seg.unsqueeze(1)) & (idx.unsqueeze(0) <= idx.unsqueeze(1))
+            allowed = torch.cat([torch.ones((len(seg), p), dtype=torch.bool, device=device), own], dim=1)
+            zero = torch.zeros((), dtype=hidden.dtype, device=device)
+            neg = torch.full((), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=device)
+            mask, extra = torch.where(allowed, zero, neg)[None, None], {}
         with self._attention("codescaler_prefix" if split else None):
             for layer in self.layers:
                 hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=pos,

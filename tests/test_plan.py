@@ -106,7 +106,7 @@ def test_plan_dedupes_shares_and_budgets():
     assert len(p.shared) == 1 and p.shared[0].prefix == pre and sorted(p.shared[0].members) == [0, 1, 3]
     assert p.batches == [[2]]
     for b in p.shared[0].batches:
-        assert len(b) * max(len(p.seqs[k]) - len(pre) for k in b) <= 64 or len(b) == 1
+        assert sum(len(p.seqs[k]) - len(pre) for k in b) <= 64 or len(b) == 1
     unshared = plan(seqs, groups, pad_id=0, share=False, max_batch_tokens=64, max_batch_size=8)
     assert not unshared.shared and unshared.computed_tokens > p.computed_tokens
     assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2

@@ -5,7 +5,7 @@ answers), the plan
 
 - scores identical token sequences once;
 - runs a group's shared token prefix (the rendered question) once and scores each answer as a
-  continuation of it, when the backend can reuse a prefix and the prefix is long enough to matter; the
+  continuation of it (the answers packed back to back, no padding), when the backend can reuse a prefix and the prefix is long enough to matter; the
   prefix is the longest common token prefix of the group's full sequences, so it is by construction the
   exact tokenization of the question inside every one of them;
 - sorts what is left by length and cuts it into micro-batches under a padded-token budget.
@@ -42,8 +42,7 @@ class Plan:
         n = 0
         for g in self.shared:
             n += len(g.prefix)
-            for b in g.batches:
-                n += len(b) * max(len(self.seqs[k]) - len(g.prefix) for k in b)
+            n += sum(len(self.seqs[k]) - len(g.prefix) for k in g.members)  # answers run packed
         for b in self.batches:
             n += len(b) * max(len(self.seqs[k]) for k in b)
         return n
@@ -59,16 +58,20 @@ def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _cut(order: Sequence[int], width, max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Consecutive micro-batches of ``order`` (longest first) under the padded-token budget."""
+def _cut(order: Sequence[int], width, max_batch_tokens: int, max_batch_size: int, packed: bool) -> list[list[int]]:
+    """Consecutive micro-batches of ``order`` (longest first) under the token budget: padded tokens
+    (batch size x longest) for padded batches, the sum of lengths for packed ones."""
     batches: list[list[int]] = []
     current: list[int] = []
+    used = 0
     for k in order:
-        w = width(current[0]) if current else width(k)
-        if current and ((len(current) + 1) * w > max_batch_tokens or len(current) >= max_batch_size):
+        w = width(k)
+        cost = used + w if packed else (len(current) + 1) * (width(current[0]) if current else w)
+        if current and (cost > max_batch_tokens or len(current) >= max_batch_size):
             batches.append(current)
-            current = []
+            current, used = [], 0
         current.append(k)
+        used += w
     if current:
         batches.append(current)
     return batches
@@ -118,8 +121,8 @@ def plan(
             alone += ks
             continue
         order = sorted(ks, key=lambda k: -len(unique[k]))
-        batches = _cut(order, lambda k: len(unique[k]) - prefix, max_batch_tokens, max_batch_size)
+        batches = _cut(order, lambda k: len(unique[k]) - prefix, max_batch_tokens, max_batch_size, packed=True)
         shared.append(SharedGroup(unique[ks[0]][:prefix], ks, batches))
     alone.sort(key=lambda k: -len(unique[k]))
-    batches = _cut(alone, lambda k: len(unique[k]), max_batch_tokens, max_batch_size)
+    batches = _cut(alone, lambda k: len(unique[k]), max_batch_tokens, max_batch_size, packed=False)
     return Plan(unique, pools, slot, shared, batches)

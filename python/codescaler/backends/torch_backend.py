@@ -118,18 +118,21 @@ class TorchBackend:
             return self.graph.prefill(torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device))
 
     def score_after_prefix(self, state, answers: Sequence[Sequence[int]], offsets: Sequence[int]) -> list[float]:
-        """Scores of ``answers`` continuing the prefilled prefix, each read at ``offsets[i]`` of its own tokens."""
+        """Scores of ``answers`` continuing the prefilled prefix, each read at ``offsets[i]`` of its own tokens.
+
+        The answers run packed back to back in one row: no padding."""
         import torch
 
         from codescaler.kernels.last_token_pool import pool
 
-        width = max(len(a) for a in answers)
-        ids = torch.full((len(answers), width), self.pad_id if self.pad_id is not None else 0, dtype=torch.long)
-        for row, a in enumerate(answers):
-            ids[row, : len(a)] = torch.as_tensor(a, dtype=torch.long)
-        rows = torch.as_tensor([r * width + o for r, o in enumerate(offsets)], dtype=torch.long, device=self.device)
+        lengths = [len(a) for a in answers]
+        ids = torch.as_tensor([t for a in answers for t in a], dtype=torch.long, device=self.device).unsqueeze(0)
+        starts = [0]
+        for n in lengths[:-1]:
+            starts.append(starts[-1] + n)
+        rows = torch.as_tensor([s + o for s, o in zip(starts, offsets)], dtype=torch.long, device=self.device)
         with torch.inference_mode():
-            hidden = self.graph.hidden_after_prefix(state, ids.to(self.device))
+            hidden = self.graph.hidden_after_prefix(state, ids, lengths)
             norm = self.graph.norm
             scores = pool(hidden, rows, norm.weight, self.graph.score.weight, norm.variance_epsilon)
         return scores.double().cpu().tolist()

@@ -1,4 +1,4 @@
-"""The ``codescaler`` command: score, demo, export, bench."""
+"""The ``codescaler`` command: score, demo, export, bench, train-rm."""
 
 from __future__ import annotations
 
@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="reward-model folder (default: a random hidden-512 Qwen3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
+
+    from codescaler.training.cli import add_train_rm_parser
+
+    add_train_rm_parser(sub)
 
     p = sub.add_parser("demo", help="score the max-subarray example (embedded tiny model by default)")
     model_opts(p, required=False)

@@ -21,7 +21,7 @@ def test_score_file_keeps_ids_order_and_flags_bad_lines(qwen3_dir, tmp_path, hum
             good[3], good[4]]
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
-    assert main(["score", "--model", str(qwen3_dir), "--input", str(src), "--output", str(out)]) == 0
+    assert main(["score", "--model", str(qwen3_dir), "--dtype", "float32", "--input", str(src), "--output", str(out)]) == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in lines] == ["g0", None, "g1", None, 7, "n", "g2", "noblock", "g3", "g4"]
     assert [x["status"] for x in lines] == ["ok", "input_error", "ok", "input_error", "input_error",
@@ -30,7 +30,7 @@ def test_score_file_keeps_ids_order_and_flags_bad_lines(qwen3_dir, tmp_path, hum
     assert "expected a JSON object" in lines[3]["error"]
     assert "field 'response' must be a string (missing)" in lines[4]["error"]
     assert "field 'question' must be a string (int)" in lines[5]["error"]
-    model = RewardModel.from_pretrained(qwen3_dir)
+    model = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
     want = model.score([g["question"] for g in good], [g["response"] for g in good])
     got = [x for x in lines if x["status"] == "ok"]
     assert [x["reward"] for x in got] == pytest.approx([w.reward for w in want], abs=1e-6)
@@ -40,7 +40,7 @@ def test_score_file_keeps_ids_order_and_flags_bad_lines(qwen3_dir, tmp_path, hum
 def test_chunking_does_not_reorder(qwen3_dir, tmp_path):
     from codescaler.cli import score_file
 
-    model = RewardModel.from_pretrained(qwen3_dir)
+    model = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
     rows = [{"id": i, "question": f"q{i % 3}", "response": fenced(f"x = {i}") if i % 4 else "none"} for i in range(23)]
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     with open(src) as f, open(tmp_path / "out.jsonl", "w") as g:

@@ -85,7 +85,7 @@ def test_score_through_engine_equals_model_dir(model_dirs, engines, humaneval):
     qs, codes = _pairs(humaneval, 6, seed=2)
     responses = [fenced(c) for c in codes] + ["no code", fenced("print 'py2'")]
     questions = qs + qs[:2]
-    a = RewardModel.from_pretrained(model_dirs["qwen3-64"]).score(questions, responses)
+    a = RewardModel.from_pretrained(model_dirs["qwen3-64"], dtype="float32").score(questions, responses)
     b = RewardModel.from_pretrained(engines["qwen3-64"].path).score(questions, responses)
     assert [r.status for r in a] == [r.status for r in b]
     assert [r.code for r in a] == [r.code for r in b]

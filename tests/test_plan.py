@@ -41,9 +41,9 @@ def _random_groups(humaneval, rng, groups=5):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_workloads_equal_plain_scoring(qwen3_dir, humaneval, seed):
     qs, rs = _random_groups(humaneval, random.Random(seed))
-    fast = RewardModel.from_pretrained(qwen3_dir, max_batch_tokens=900)
+    fast = RewardModel.from_pretrained(qwen3_dir, dtype="float32", max_batch_tokens=900)
     got = fast.score(qs, rs)
-    want = _plain(qwen3_dir).score(qs, rs)
+    want = _plain(qwen3_dir, dtype="float32").score(qs, rs)
     assert [r.status for r in got] == [r.status for r in want]
     assert max(abs((a.raw_score or 0) - (b.raw_score or 0)) for a, b in zip(got, want)) <= TOL
     assert max(abs(a.reward - b.reward) for a, b in zip(got, want)) <= TOL
@@ -58,7 +58,7 @@ def test_edge_cases_equal_plain_scoring(qwen3_dir, humaneval):
     qs += [long_q] * 3; rs += [fenced("x = 1"), fenced("y = 2"), fenced("z = 3")]
     q = humaneval[3]["prompt"]
     qs += [q] * 4; rs += [fenced("def f():\n    return 1")] * 2 + [fenced("def f():\n    return 2"), fenced("w = 0")]
-    kw = dict(max_length=700)
+    kw = dict(max_length=700, dtype="float32")
     fast = RewardModel.from_pretrained(qwen3_dir, max_batch_tokens=512, **kw)
     got, want = fast.score(qs, rs), _plain(qwen3_dir, **kw).score(qs, rs)
     assert [r.status for r in got] == [r.status for r in want]
@@ -76,12 +76,12 @@ def test_prefix_that_tokenizes_differently_inside_the_sequence(tmp_path, humanev
     d = tiny.save_random_reward_model(tmp_path / "glued", chat_template=glued, seed=3)
     qs = ["Compute the sum of a list. Answer: x"] * 4
     rs = [fenced("yz = 1"), fenced("y = [1, 2]"), fenced("abc = 3"), fenced("_q = 4")]
-    fast = RewardModel.from_pretrained(d)
+    fast = RewardModel.from_pretrained(d, dtype="float32")
     tok = fast.encoder.tokenizer
     alone = tok(qs[0])["input_ids"]
     full = fast.encoder.encode(qs, [fast_code.code for fast_code in fast.score(qs, rs)])
     assert any(f[: len(alone)] != alone for f in full), "the fixture must tokenize across the boundary"
-    got, want = fast.score(qs, rs), _plain(d).score(qs, rs)
+    got, want = fast.score(qs, rs), _plain(d, dtype="float32").score(qs, rs)
     assert max(abs(a.raw_score - b.raw_score) for a, b in zip(got, want)) <= TOL
     shared = fast.last_plan.shared
     assert all(g.prefix == full[0][: len(g.prefix)] for g in shared)
@@ -93,7 +93,7 @@ def test_onnx_backend_plans_equal_plain_scoring(qwen3_dir, humaneval, tmp_path):
     engine = export_onnx(qwen3_dir, tmp_path / "e", log=lambda *_: None)
     qs, rs = _random_groups(humaneval, random.Random(5), groups=4)
     got = RewardModel.from_pretrained(engine.path).score(qs, rs)
-    want = _plain(qwen3_dir).score(qs, rs)
+    want = _plain(qwen3_dir, dtype="float32").score(qs, rs)
     assert max(abs(a.reward - b.reward) for a, b in zip(got, want)) <= TOL
 
 
@@ -118,3 +118,21 @@ def test_prefix_stops_at_the_earliest_pooled_token():
     seqs = [pre + [5, 0], pre + [5, 6, 7]]  # pad id 0: the first is read at position 30
     p = plan(seqs, ["q", "q"], pad_id=0, share=True, max_batch_tokens=100, max_batch_size=8)
     assert len(p.shared[0].prefix) == 30 and p.pools == [30, 32]
+
+
+@pytest.mark.parametrize("name", ["qwen3-odd-96", "qwen3-odd-120", "qwen2-64", "llama-64"])
+def test_shared_groups_equal_plain_scoring_on_every_architecture(model_dirs, humaneval, name):
+    q = humaneval[7]["prompt"]
+    codes = [(humaneval[i]["prompt"] + humaneval[i]["canonical_solution"]).strip() for i in (1, 2, 3, 9)]
+    fast = RewardModel.from_pretrained(model_dirs[name], dtype="float32", max_batch_tokens=200)
+    got = fast.score_code([q] * 4, codes)
+    assert fast.last_plan.shared and len(fast.last_plan.shared[0].batches) > 1  # several packed batches
+    want = _plain(model_dirs[name], dtype="float32").score_code([q] * 4, codes)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= TOL
+
+
+def test_compiled_prefix_path_equals_plain_scoring(qwen3_dir, humaneval):
+    qs, rs = _random_groups(humaneval, random.Random(11), groups=3)
+    got = RewardModel.from_pretrained(qwen3_dir, dtype="float32", compile=True).score(qs, rs)
+    want = _plain(qwen3_dir, dtype="float32").score(qs, rs)
+    assert max(abs(a.reward - b.reward) for a, b in zip(got, want)) <= TOL

@@ -10,7 +10,7 @@ from test_model import HFReference
 
 
 def test_score_groups_equals_flat_score(qwen3_dir, humaneval):
-    m = RewardModel.from_pretrained(qwen3_dir)
+    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
     qs = [humaneval[i]["prompt"] for i in range(3)]
     groups = [[fenced("x = 1"), "none", fenced("y = 2")], [fenced("z = 3")], []]
     got = m.score_groups(qs, groups)
@@ -22,7 +22,7 @@ def test_score_groups_equals_flat_score(qwen3_dir, humaneval):
 
 
 def test_score_iter_streams_in_order_across_chunks(qwen3_dir):
-    m = RewardModel.from_pretrained(qwen3_dir)
+    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
     pairs = [(f"question {i // 5}", fenced(f"x = {i}") if i % 7 else "no code") for i in range(53)]
     consumed = []
 
@@ -43,8 +43,8 @@ def test_score_iter_streams_in_order_across_chunks(qwen3_dir):
 def test_question_truncation_keeps_the_code_whole(qwen3_dir, humaneval):
     long_q = "\n".join(p["prompt"] for p in humaneval[:12])
     code = (humaneval[20]["prompt"] + humaneval[20]["canonical_solution"]).strip()
-    right = RewardModel.from_pretrained(qwen3_dir, max_length=384)
-    keep = RewardModel.from_pretrained(qwen3_dir, max_length=384, truncation="question")
+    right = RewardModel.from_pretrained(qwen3_dir, dtype="float32", max_length=384)
+    keep = RewardModel.from_pretrained(qwen3_dir, dtype="float32", max_length=384, truncation="question")
     r_ids = right.encoder.encode([long_q], [code])[0]
     k_ids = keep.encoder.encode([long_q], [code])[0]
     code_ids = right.encoder.tokenizer(code, add_special_tokens=False)["input_ids"]

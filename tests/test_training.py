@@ -219,7 +219,7 @@ def test_train_export_score_rank_pairs_the_same(tmp_path, rm_base, he_pairs):
     result = train_reward_model(rm_base, _pairs(he_pairs[0]), out, options=opts, log=_quiet)
     _, held, _ = prepare_pairs(_pairs(he_pairs[0]), eval_fraction=0.25, seed=0)
     export_onnx(out, tmp_path / "engine", max_length=384, log=_quiet)
-    torch_model = RewardModel.from_pretrained(out, max_length=384)
+    torch_model = RewardModel.from_pretrained(out, dtype="float32", max_length=384)
     engine = RewardModel.from_pretrained(tmp_path / "engine")
     qs = [p.question for p in held]
 

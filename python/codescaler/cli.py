@@ -43,7 +43,7 @@ def _load(args) -> "RewardModel":  # noqa: F821
     from .model import RewardModel
 
     return RewardModel.from_pretrained(
-        args.model, backend=args.backend, dtype=args.dtype, max_length=args.max_length
+        args.model, backend=args.backend, dtype=args.dtype, max_length=args.max_length, compile=args.compile
     )
 
 
@@ -143,7 +143,8 @@ def cmd_demo(args) -> int:
         note = "embedded tiny model: random weights, so the scores show the pipeline, not judgement"
     else:
         note = f"model: {args.model}"
-    model = RewardModel.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length)
+    model = RewardModel.from_pretrained(args.model, dtype=args.dtype, max_length=args.max_length,
+                                        compile=args.compile)
     labels = [label for label, _ in DEMO_RESPONSES]
     pick = model.best_of_n(DEMO_QUESTION, [resp for _, resp in DEMO_RESPONSES])
     table = Table(title="Max subarray sum: Best-of-3", caption=note)
@@ -188,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "or an engine directory from `codescaler export`")
         p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx", "tensorrt"))
         p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                       help="default: float32 on CPU, bfloat16 on CUDA")
+                       help="default: bfloat16 on CUDA and on CPUs with fast bfloat16 matmuls, else float32")
+        p.add_argument("--compile", action="store_true",
+                       help="fuse the elementwise work with torch.compile (one-off compile, then faster)")
         p.add_argument("--max-length", type=int, default=None,
                        help="right-truncation length in tokens (default 4096, or the engine's)")
 

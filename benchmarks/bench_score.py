@@ -41,8 +41,44 @@ def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class PeakRSS:
+    """Peak resident memory of this process during a ``with`` block, sampled every 5 ms (the
+    process-wide ru_maxrss cannot be reset between runs)."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak = self._now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._now())
+
+    @staticmethod
+    def _now() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._now())
+
+
+def _timed(fn, repeats: int):
+    """Median wall time of ``repeats`` calls, the last call's result, and the peak RSS over all of them."""
+    times = []
+    with PeakRSS() as rss:
+        for _ in range(repeats):
+            gc.collect()
+            t = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2], result, rss.peak
 
 
 @dataclass
@@ -52,6 +88,11 @@ class Run:
     computed_tokens: int
     rewards: list[float]
     rss_mb: float
+
+
+def repeats(workload) -> int:
+    """Small workloads are timed as the median of 5 runs, large ones once."""
+    return 5 if len(workload.responses) <= 32 else 1
 
 
 def useful_work(plan, config) -> tuple[int, float]:
@@ -87,12 +128,9 @@ def run_engine(path, workload, dtype, label: str = "codescaler", **kw) -> tuple[
     m = RewardModel.from_pretrained(path, dtype=dtype, **kw)
     warm = workload.group_size * 2  # warm-up (and, with compile=True, the one-off compile)
     m.score(workload.questions[:warm], workload.responses[:warm])
-    gc.collect()
-    t = time.perf_counter()
-    out = m.score(workload.questions, workload.responses)
-    seconds = time.perf_counter() - t
+    seconds, out, rss = _timed(lambda: m.score(workload.questions, workload.responses), repeats(workload))
     plan = m.last_plan
-    return Run(label, seconds, plan.computed_tokens, [r.reward for r in out], peak_rss_mb()), (m, plan)
+    return Run(label, seconds, plan.computed_tokens, [r.reward for r in out], rss), (m, plan)
 
 
 def run_hf(path, workload, dtype, batch_size: int, label: str) -> Run:
@@ -119,16 +157,18 @@ def run_hf(path, workload, dtype, batch_size: int, label: str) -> Run:
             return model(**enc).logits[:, 0].float().tolist(), enc["input_ids"].numel()
 
     go(0, min(2, len(found)))  # warm-up
-    gc.collect()
-    t = time.perf_counter()
-    raws, computed = [], 0
-    for lo in range(0, len(found), batch_size):
-        r, n = go(lo, lo + batch_size)
-        raws += r
-        computed += n
-    seconds = time.perf_counter() - t
+
+    def step():
+        raws, computed = [], 0
+        for lo in range(0, len(found), batch_size):
+            r, n = go(lo, lo + batch_size)
+            raws += r
+            computed += n
+        return raws, computed
+
+    seconds, (raws, computed), rss = _timed(step, repeats(workload))
     rewards = [shape(r, e.valid) for r, e in zip(raws, found)]
-    return Run(label, seconds, computed, rewards, peak_rss_mb())
+    return Run(label, seconds, computed, rewards, rss)
 
 
 def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 16), trl: bool = True,
@@ -168,7 +208,7 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
         best_card = min(r.seconds for r in runs if r.system.startswith("model card"))
         table = Table(title=f"{w.name}: {len(w.responses)} responses, {dtype}")
         for col in ("system", "wall s", "speed-up vs best card", "tokens computed", "useful tok/s",
-                    "% bf16 peak (useful)", "peak RSS MB", "max |Δreward| vs fp32 HF"):
+                    "% bf16 peak (useful)", "peak RSS MB (run)", "max |Δreward| vs fp32 HF"):
             table.add_column(col, justify="right")
         for r in runs:
             diff = max(abs(a - b) for a, b in zip(r.rewards, reference))

@@ -106,6 +106,7 @@ def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", q
             for p in work.glob(GRAPH + "*"):
                 p.unlink()
             quantize_dynamic(str(fp32), str(graph_path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                             per_channel=True,
                              nodes_to_exclude=_score_matmul_nodes(fp32), use_external_data_format=external)
             fp32.unlink()
             for leftover in work.glob("fp32.onnx*"):

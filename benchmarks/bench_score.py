@@ -28,17 +28,9 @@ def bench_model_dir() -> Path:
 
 def matmul_peak(dtype, n: int = 2048, reps: int = 5) -> float:
     """Best measured GFLOP/s of an n^3 matmul at ``dtype`` on this machine."""
-    import torch
+    from codescaler.device import matmul_seconds
 
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / matmul_seconds(dtype, n, reps) / 1e9
 
 
 class PeakRSS:

@@ -17,6 +17,21 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def matmul_seconds(dtype, n: int, reps: int = 3) -> float:
+    """Best wall time of an n x n x n matmul at ``dtype`` (after one warm-up)."""
+    import torch
+
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(reps):
+        s = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - s)
+    return best
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_bf16_speedup(n: int = 1024, reps: int = 3) -> float:
     """Measured bfloat16 / float32 matmul throughput ratio on this CPU (1.0 without native BF16)."""
@@ -24,16 +39,4 @@ def cpu_bf16_speedup(n: int = 1024, reps: int = 3) -> float:
 
     if not ({"avx512_bf16", "amx_bf16"} & _cpu_flags()):
         return 1.0
-    a32 = torch.randn(n, n)
-    b32 = torch.randn(n, n)
-    best = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        a, b = a32.to(dtype), b32.to(dtype)
-        torch.mm(a, b)
-        t = float("inf")
-        for _ in range(reps):
-            s = time.perf_counter()
-            torch.mm(a, b)
-            t = min(t, time.perf_counter() - s)
-        best[dtype] = t
-    return best[torch.float32] / best[torch.bfloat16]
+    return matmul_seconds(torch.float32, n, reps) / matmul_seconds(torch.bfloat16, n, reps)

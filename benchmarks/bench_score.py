@@ -7,7 +7,6 @@ compute-bound (hidden 512, 8 layers, Qwen's real 151k vocabulary), built once in
 from __future__ import annotations
 
 import gc
-import os
 import resource
 import time
 from dataclasses import dataclass

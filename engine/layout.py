@@ -51,12 +51,10 @@ def padded(seqs: Sequence[Sequence[int]], pools: Sequence[int], pad_id: int | No
     return packed(rows, pad_id)
 
 
-def packed(rows: Sequence[Sequence[Piece]], pad_id: int | None, width: int | None = None) -> Layout:
-    """Rows of pieces, right-padded to the longest row (or ``width``). Pooled outputs come out in
-    row-major piece order."""
+def packed(rows: Sequence[Sequence[Piece]], pad_id: int | None) -> Layout:
+    """Rows of pieces, right-padded to the longest row. Pooled outputs come out in row-major piece order."""
     fill = 0 if pad_id is None else pad_id
     t = max(sum(len(p.ids) for p in row) for row in rows)
-    t = max(t, width or 0)
     b = len(rows)
     ids = np.full((b, t), fill, dtype=np.int64)
     pos = np.zeros((b, t), dtype=np.int64)

@@ -78,6 +78,7 @@ class TensorRTBackend:
     """Runs ``model.plan`` on the current CUDA device; layouts go in as CUDA tensors."""
 
     name = "tensorrt"
+    shares_prefix = False  # no key/value inputs in the graph, as on ONNX Runtime
 
     def __init__(self, engine: EngineDir):
         if "tensorrt" not in engine.manifest:
@@ -109,8 +110,3 @@ class TensorRTBackend:
                 raise RuntimeError("TensorRT execution failed")
         self.stream.synchronize()
         return scores.cpu().numpy()
-
-    def score_batch(self, ids, pools):
-        from .layout import padded
-
-        return self.score_layout(padded(ids, pools, self.pad_id)).astype("float64").tolist()

@@ -13,7 +13,7 @@ import torch
 
 from codescaler import InputError, ModelLoadError, RewardModel
 from codescaler.engine.export import export_onnx
-from codescaler.engine.layout import Piece, packed, padded
+from codescaler.engine.layout import Piece, packed
 from conftest import fenced
 from test_model import HFReference, _pairs
 
@@ -42,7 +42,7 @@ def test_packed_and_shared_question_layouts_equal_hf(model_dirs, engines, humane
     """Hand-built packed rows: two independent sequences in one row, and one question shared by three
     answers (each answer attends to the question and itself only)."""
     m = RewardModel.from_pretrained(engines[name].path)
-    tok, ref = m.encoder.tokenizer, HFReference(model_dirs[name])
+    ref = HFReference(model_dirs[name])
     qs, codes = _pairs(humaneval, 4, seed=5)
     full = [m.encoder.encode([q], [c])[0] for q, c in zip(qs, codes)]
     want = [ref.one(q, c) for q, c in zip(qs, codes)]

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .encode import Encoder, pool_index
+from codescaler.engine.layout import padded
+
+from .encode import Encoder
 from .errors import InputError, ModelLoadError
 from .extract import extract_batch
 from .plan import plan
@@ -179,8 +181,9 @@ class RewardModel:
                 for k, v in zip(batch, got):
                     scores[k] = v
         for batch in p.batches:
-            got = self.backend.score_batch([p.seqs[k] for k in batch], [p.pools[k] for k in batch])
-            for k, v in zip(batch, got):
+            got = self.backend.score_layout(padded([p.seqs[k] for k in batch], [p.pools[k] for k in batch],
+                                                   self.backend.pad_id))
+            for k, v in zip(batch, got.tolist()):
                 scores[k] = v
         return [scores[k] if k >= 0 else None for k in p.slot]
 

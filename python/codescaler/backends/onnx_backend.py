@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -57,11 +56,6 @@ class OnnxBackend:
         binding.bind_output("scores")
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
-
-    def score_batch(self, ids: Sequence[Sequence[int]], pools: Sequence[int]) -> list[float]:
-        from codescaler.engine.layout import padded
-
-        return self.score_layout(padded(ids, pools, self.pad_id)).astype(np.float64).tolist()
 
     # The graph has no key/value inputs, so a shared question could only be packed in one row with its
     # answers under a dense block mask; measured on the GRPO-step benchmark that is slower (62 s) than

@@ -73,6 +73,8 @@ def check_model_dir(path: Path) -> dict:
 
 class TorchBackend:
     name = "torch"
+    # A shared prefix is run once; its keys and values serve every answer that continues it.
+    shares_prefix = True
 
     def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: bool = False):
         import torch
@@ -120,14 +122,6 @@ class TorchBackend:
             norm = self.graph.norm
             scores = pool(hidden, feeds["pool_index"], norm.weight, self.graph.score.weight, norm.variance_epsilon)
         return scores.cpu().numpy()
-
-    def score_batch(self, ids: Sequence[Sequence[int]], pools: Sequence[int]) -> list[float]:
-        from codescaler.engine.layout import padded
-
-        return self.score_layout(padded(ids, pools, self.pad_id)).astype("float64").tolist()
-
-    # A shared prefix is run once; its keys and values serve every answer that continues it.
-    shares_prefix = True
 
     def prefill(self, prefix: Sequence[int]):
         import torch

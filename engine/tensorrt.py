@@ -78,7 +78,7 @@ class TensorRTBackend:
     """Runs ``model.plan`` on the current CUDA device; layouts go in as CUDA tensors."""
 
     name = "tensorrt"
-    shares_prefix = False  # no key/value inputs in the graph, as on ONNX Runtime
+    packs = False  # takes padded layouts, as on ONNX Runtime
 
     def __init__(self, engine: EngineDir):
         if "tensorrt" not in engine.manifest:

@@ -74,7 +74,7 @@ def test_prefix_that_tokenizes_differently_inside_the_sequence(tmp_path, humanev
     the full sequence, so the shared prefix must come from the full sequences."""
     glued = "{%- for m in messages -%}{{- m.content -}}{%- endfor -%}"
     d = tiny.save_random_reward_model(tmp_path / "glued", chat_template=glued, seed=3)
-    qs = ["Compute the sum of a list. Answer: x"] * 4
+    qs = ["Compute the sum of a list of integers, skipping the negative ones and counting zero once. Answer: x"] * 4
     rs = [fenced("yz = 1"), fenced("y = [1, 2]"), fenced("abc = 3"), fenced("_q = 4")]
     fast = RewardModel.from_pretrained(d, dtype="float32")
     tok = fast.encoder.tokenizer
@@ -83,8 +83,9 @@ def test_prefix_that_tokenizes_differently_inside_the_sequence(tmp_path, humanev
     assert any(f[: len(alone)] != alone for f in full), "the fixture must tokenize across the boundary"
     got, want = fast.score(qs, rs), _plain(d, dtype="float32").score(qs, rs)
     assert max(abs(a.raw_score - b.raw_score) for a, b in zip(got, want)) <= TOL
-    shared = fast.last_plan.shared
-    assert all(g.prefix == full[0][: len(g.prefix)] for g in shared)
+    p = fast.last_plan
+    shared = p.shared
+    assert shared and all(p.seqs[k][: u.prefix] == full[0][: u.prefix] for u in shared for k in u.members)
 
 
 def test_onnx_backend_plans_equal_plain_scoring(qwen3_dir, humaneval, tmp_path):
@@ -101,23 +102,44 @@ def test_plan_dedupes_shares_and_budgets():
     pre = list(range(100, 140))
     seqs = [pre + [1, 2, 3], pre + [1, 2, 3], pre + [4, 5], None, [7] * 30, pre + [9] * 50]
     groups = ["a", "a", "a", "a", "b", "a"]
-    p = plan(seqs, groups, pad_id=0, share=True, max_batch_tokens=64, max_batch_size=8)
+    p = plan(seqs, groups, pad_id=0, packed=True, share=True, max_batch_tokens=64, max_batch_size=8)
     assert p.slot == [0, 0, 1, -1, 2, 3]
-    assert len(p.shared) == 1 and p.shared[0].prefix == pre and sorted(p.shared[0].members) == [0, 1, 3]
-    assert p.batches == [[2]]
-    for b in p.shared[0].batches:
-        assert sum(len(p.seqs[k]) - len(pre) for k in b) <= 64 or len(b) == 1
-    unshared = plan(seqs, groups, pad_id=0, share=False, max_batch_tokens=64, max_batch_size=8)
+    assert all(u.prefix == len(pre) for u in p.shared)
+    assert sorted(k for u in p.shared for k in u.members) == [0, 1, 3]
+    assert [u.members for pack in p.packs for u in pack if not u.prefix] == [[2]]
+    for pack in p.packs:  # the budget holds, except for a unit too large to split further
+        assert sum(p.unit_tokens(u) for u in pack) <= 64 or (len(pack) == 1 and len(pack[0].members) == 1)
+    unshared = plan(seqs, groups, pad_id=0, packed=True, share=False, max_batch_tokens=64, max_batch_size=8)
     assert not unshared.shared and unshared.computed_tokens > p.computed_tokens
+    padded = plan(seqs, groups, pad_id=0, packed=False, share=True, max_batch_tokens=64, max_batch_size=8)
+    assert not padded.packs and sorted(k for b in padded.batches for k in b) == [0, 1, 2, 3]
     assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+
+
+def test_units_of_different_questions_share_one_pass():
+    """The linear layers do not care which question a token answers: under a budget that holds them all,
+    three groups and a lone sequence run as one forward pass, each group's prefix still run once."""
+    seqs, groups = [], []
+    for g in range(3):
+        pre = list(range(1000 * g, 1000 * g + 40))
+        for a in range(4):
+            seqs.append(pre + [g * 100 + a] * (5 + a))
+            groups.append(g)
+    seqs.append([5] * 20)
+    groups.append("lone")
+    p = plan(seqs, groups, pad_id=None, packed=True, share=True, max_batch_tokens=4096, max_batch_size=64)
+    assert len(p.packs) == 1 and len(p.shared) == 3
+    assert p.computed_tokens == 3 * 40 + sum(len(s) - 40 for s in seqs[:12]) + 20
+    tight = plan(seqs, groups, pad_id=None, packed=True, share=True, max_batch_tokens=100, max_batch_size=64)
+    assert len(tight.packs) > 1 and all(sum(tight.unit_tokens(u) for u in pk) <= 100 for pk in tight.packs)
 
 
 def test_prefix_stops_at_the_earliest_pooled_token():
     """A sequence ending in the pad id is read earlier; the shared prefix must not swallow that token."""
     pre = list(range(100, 130))
     seqs = [pre + [5, 0], pre + [5, 6, 7]]  # pad id 0: the first is read at position 30
-    p = plan(seqs, ["q", "q"], pad_id=0, share=True, max_batch_tokens=100, max_batch_size=8)
-    assert len(p.shared[0].prefix) == 30 and p.pools == [30, 32]
+    p = plan(seqs, ["q", "q"], pad_id=0, packed=True, share=True, max_batch_tokens=100, max_batch_size=8)
+    assert p.shared[0].prefix == 30 and p.pools == [30, 32]
 
 
 @pytest.mark.parametrize("name", ["qwen3-odd-96", "qwen3-odd-120", "qwen2-64", "llama-64"])
@@ -126,13 +148,13 @@ def test_shared_groups_equal_plain_scoring_on_every_architecture(model_dirs, hum
     codes = [(humaneval[i]["prompt"] + humaneval[i]["canonical_solution"]).strip() for i in (1, 2, 3, 9)]
     fast = RewardModel.from_pretrained(model_dirs[name], dtype="float32", max_batch_tokens=200)
     got = fast.score_code([q] * 4, codes)
-    assert fast.last_plan.shared and len(fast.last_plan.shared[0].batches) > 1  # several packed batches
+    assert len(fast.last_plan.shared) > 1  # the group split over several passes, each running the prefix
     want = _plain(model_dirs[name], dtype="float32").score_code([q] * 4, codes)
     assert max(abs(a - b) for a, b in zip(got, want)) <= TOL
 
 
-def test_compiled_prefix_path_equals_plain_scoring(qwen3_dir, humaneval):
+def test_eager_blocks_equal_plain_scoring(qwen3_dir, humaneval):
     qs, rs = _random_groups(humaneval, random.Random(11), groups=3)
-    got = RewardModel.from_pretrained(qwen3_dir, dtype="float32", compile=True).score(qs, rs)
+    got = RewardModel.from_pretrained(qwen3_dir, dtype="float32", compile="off").score(qs, rs)
     want = _plain(qwen3_dir, dtype="float32").score(qs, rs)
     assert max(abs(a.reward - b.reward) for a, b in zip(got, want)) <= TOL

@@ -64,36 +64,35 @@ def _decode(n: int, raw: bytes) -> tuple[str | None, str | None]:
         return None, f"line {n}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
 
 
+def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
+    """Input line ``n`` (its bytes): (record or None, None) when it can be scored, else (record or None,
+    an error naming the line and the problem). Shared by ``score_file`` and ``score --ray``."""
+    line, err = _decode(n, raw)
+    if err is not None:
+        return None, err
+    if not line.strip():
+        return None, f"line {n}: blank line"
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        return None, f"line {n}: invalid JSON ({exc})"
+    if not isinstance(rec, dict):
+        return None, f"line {n}: expected a JSON object, got {type(rec).__name__}"
+    for field in ("question", "response"):
+        value = rec.get(field)
+        if not isinstance(value, str):
+            got = "missing" if field not in rec else type(value).__name__
+            return rec, f"line {n}: field {field!r} must be a string ({got})"
+    at = lone_surrogate(rec["question"])
+    if at is not None:
+        return rec, f"line {n}: field 'question' is not valid Unicode (lone surrogate at character {at})"
+    return rec, None
+
+
 def _records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict | None, str | None]]:
     """(line number, record or None, error or None) for every input line, blank ones included."""
     for n, raw in enumerate(lines, 1):
-        line, err = _decode(n, raw)
-        if err is not None:
-            yield n, None, err
-            continue
-        if not line.strip():
-            yield n, None, f"line {n}: blank line"
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            yield n, None, f"line {n}: invalid JSON ({exc})"
-            continue
-        if not isinstance(rec, dict):
-            yield n, None, f"line {n}: expected a JSON object, got {type(rec).__name__}"
-            continue
-        for field in ("question", "response"):
-            value = rec.get(field)
-            if not isinstance(value, str):
-                got = "missing" if field not in rec else type(value).__name__
-                yield n, rec, f"line {n}: field {field!r} must be a string ({got})"
-                break
-        else:
-            at = lone_surrogate(rec["question"])
-            if at is not None:
-                yield n, rec, f"line {n}: field 'question' is not valid Unicode (lone surrogate at character {at})"
-                continue
-            yield n, rec, None
+        yield n, *parse_line(n, raw)
 
 
 def _dumps(obj: dict) -> str:
@@ -201,6 +200,10 @@ def cmd_score(args) -> int:
     import time
 
     from . import options as opts
+    from .integrations import ray_data
+
+    if ray_data.wanted(args):
+        return ray_data.cmd_score(args)
 
     chosen = opts.from_args(args)
     per_call = {k: v for k, v in chosen.items() if k in opts.PER_CALL}
@@ -286,7 +289,8 @@ def cmd_bench(args) -> int:
     workloads = ("grpo", "bon") if args.workload == "all" else (args.workload,)
     sizes = tuple(int(x) for x in args.batch_sizes.split(","))
     model = None if args.model is None else resolve_model(args.model)
-    bench(workloads, dtype=args.dtype, batch_sizes=sizes, trl=not args.no_trl, model=model, threads=args.threads)
+    bench(workloads, dtype=args.dtype, batch_sizes=sizes, trl=not args.no_trl, model=model, threads=args.threads,
+          shape=args.shape, layers=args.layers)
     return 0
 
 
@@ -312,9 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("score", "score a JSONL file of {id, question, response} lines", epilog=SCORE_FORMAT)
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--input", required=True, help="input JSONL ('-' for stdin)")
-    p.add_argument("--output", required=True, help="output JSONL ('-' for stdout)")
+    p.add_argument("--input", required=True, help="input JSONL ('-' for stdin); with --ray also Parquet, a folder or a glob")
+    p.add_argument("--output", required=True, help="output JSONL ('-' for stdout); with --ray also Parquet (.parquet)")
     add_arguments(p)
+    from .integrations.ray_data import add_ray_arguments; add_ray_arguments(p)
     p.set_defaults(func=cmd_score)
 
     p = command("demo", "score the max-subarray example (embedded tiny model by default)",
@@ -344,7 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of every timed path, baselines included (default: bfloat16)")
     p.add_argument("--batch-sizes", default="4,8,16", help="model-card baseline batch sizes to try")
     p.add_argument("--no-trl", action="store_true", help="skip the one-padded-batch TRL-style baseline")
-    p.add_argument("--model", default=None, help="'tiny' or a reward-model folder (default: a random hidden-512 Qwen3)")
+    p.add_argument("--model", default=None, help="'tiny' or a reward-model folder (default: a random Qwen3 of --shape)")
+    p.add_argument("--shape", default="bench", choices=("bench", "1.7b"),
+                   help="the random model's layer dimensions: 'bench' (hidden 512, 8 layers) or '1.7b' "
+                        "(CodeScaler-1.7B's: hidden 2048, intermediate 6144, 16/8 heads, head_dim 128)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="layers of the random model (default: 8 for bench, 4 of the 28 for 1.7b)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 

@@ -21,6 +21,11 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def cpu_flags() -> frozenset[str]:
+    """The feature flags this CPU declares in /proc/cpuinfo (empty where there is none)."""
+    return frozenset(_cpu_flags())
+
+
 def matmul_seconds(dtype, n: int, reps: int = 3) -> float:
     """Best wall time of an n x n x n matmul at ``dtype`` (after one warm-up)."""
     import torch

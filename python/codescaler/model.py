@@ -151,7 +151,7 @@ class RewardModel:
         - ``policy``, ``language``, ``score_empty``: extraction defaults, overridable per call.
         - ``share_prefix``, ``max_batch_tokens``, ``max_batch_size``: how the planner batches.
         - ``threads``: CPU threads for the model (``torch.set_num_threads`` is process-wide) and for
-          extraction. ``compile=True`` (torch) fuses elementwise work with ``torch.compile``.
+          extraction. ``compile`` (torch on CPU): ``"auto"`` runs the decoder blocks compiled by AOTInductor, built once per machine and layer shape and cached; ``"off"`` runs them eagerly.
         """
         from transformers import AutoTokenizer
 
@@ -257,18 +257,19 @@ class RewardModel:
         for i, s, o in zip(idx, encoded, over):
             seqs[i] = s
             truncated[i] = o
-        p = plan(seqs, questions, self.backend.pad_id, share=self.share_prefix and self.backend.shares_prefix,
+        packs = getattr(self.backend, "packs", False)
+        p = plan(seqs, questions, self.backend.pad_id, packed=packs, share=self.share_prefix,
                  max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
         self.last_plan = p
         scores = [0.0] * len(p.seqs)
-        for group in p.shared:
-            state = self.backend.prefill(group.prefix)
-            n = len(group.prefix)
-            for batch in group.batches:
-                got = self.backend.score_after_prefix(state, [p.seqs[k][n:] for k in batch],
-                                                      [p.pools[k] - n for k in batch])
-                for k, v in zip(batch, got):
-                    scores[k] = v
+        for pack in p.packs:
+            from .backends.decoder import Unit
+
+            got = self.backend.score_units([
+                Unit(p.seqs[u.members[0]][:u.prefix], [p.seqs[k][u.prefix:] for k in u.members],
+                     [p.pools[k] - u.prefix for k in u.members]) for u in pack])
+            for k, v in zip((k for u in pack for k in u.members), got):
+                scores[k] = v
         for batch in p.batches:
             got = self.backend.score_layout(padded([p.seqs[k] for k in batch], [p.pools[k] for k in batch],
                                                    self.backend.pad_id))

@@ -18,6 +18,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 POLICIES = ("codescaler", "last", "best")
 LANGUAGES = ("python", "cpp", "java", "javascript", "go", "rust")
 TRUNCATIONS = ("right", "question")
+COMPILES = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Option:
     choices: tuple[str, ...] | None = None
     per_call: bool = False  # also accepted by score()/score_groups()/best_of_n() and server requests
     nullable: bool = False  # None is a value (meaning "choose for me")
+    aliases: tuple[tuple[Any, Any], ...] = ()  # other accepted spellings of a choice, e.g. (True, "now")
 
     @property
     def flag(self) -> str:
@@ -40,6 +42,9 @@ class Option:
         """``value`` if it is valid for this option, else an :class:`InputError` naming the option."""
         if value is None and self.nullable:
             return None
+        for alias, choice in self.aliases:
+            if value is alias:
+                return choice
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise InputError(f"{self.name} must be true or false, got {value!r}")
@@ -75,8 +80,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_batch_size", int, 64, "sequences per forward pass at most"),
     Option("threads", int, None, "CPU threads for the model and for extraction (default: the cores this "
            "process may use)", nullable=True),
-    Option("compile", bool, False, "fuse the elementwise work with torch.compile (torch backend): a one-off "
-           "compile, then faster"),
+    Option("compile", str, "auto", "decoder blocks compiled by AOTInductor (torch backend on CPU): 'auto' loads "
+           "them from the cache, building them first if this machine has none for the model's layer shape "
+           "and dtype (once, ~20-60 s); 'off' runs them eagerly (rewards differ from compiled ones by "
+           "rounding in bfloat16)", COMPILES, aliases=((True, "auto"), (False, "off"))),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

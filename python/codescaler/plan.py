@@ -1,14 +1,18 @@
 """Planning: the least forward-pass work that gives every item its exact score.
 
 Given each item's token sequence (None when it needs no forward pass) and its group (the question it
-answers), the plan
+answers), the plan scores identical token sequences once, and then, for a backend that packs
+(``packs = True``: torch),
 
-- scores identical token sequences once;
-- runs a group's shared token prefix (the rendered question) once and scores each answer as a
-  continuation of it (the answers packed back to back, no padding), when the backend can reuse a prefix and the prefix is long enough to matter; the
-  prefix is the longest common token prefix of the group's full sequences, so it is by construction the
-  exact tokenization of the question inside every one of them;
-- sorts what is left by length and cuts it into micro-batches under a padded-token budget.
+- makes each group a *unit*: its shared token prefix (the rendered question) run once, every answer a
+  continuation of it, when the prefix is long enough to matter; the prefix is the longest common token
+  prefix of the group's full sequences, so it is by construction the exact tokenization of the question
+  inside every one of them. A sequence that shares nothing is a unit with an empty prefix;
+- packs units, largest first, into forward passes under a token budget (no padding), so the linear
+  layers run over as many tokens at once as the budget allows, whatever group they belong to;
+
+and for a backend that takes padded batches (ONNX Runtime, TensorRT) sorts the sequences by length and
+cuts them into micro-batches under a padded-token budget.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from .encode import pool_index
 
 
 @dataclass(frozen=True)
-class SharedGroup:
-    """Answers ``members`` (indices into ``Plan.seqs``) continuing one ``prefix``, in micro-batches."""
+class Unit:
+    """Sequences ``members`` (indices into ``Plan.seqs``) sharing their first ``prefix`` tokens, which run
+    once; each member's remaining tokens run as a continuation of them. ``prefix`` 0: nothing shared."""
 
-    prefix: list[int]
+    prefix: int
     members: list[int]
-    batches: list[list[int]]
 
 
 @dataclass(frozen=True)
@@ -33,16 +37,21 @@ class Plan:
     seqs: list[list[int]]              # unique sequences to score
     pools: list[int]                   # per unique sequence: the position its score is read at
     slot: list[int]                    # per item: index into ``seqs``, or -1 when not run
-    shared: list[SharedGroup] = field(default_factory=list)
-    batches: list[list[int]] = field(default_factory=list)  # unshared micro-batches
+    packs: list[list[Unit]] = field(default_factory=list)   # packed forward passes (packing backends)
+    batches: list[list[int]] = field(default_factory=list)  # padded micro-batches (other backends)
+
+    @property
+    def shared(self) -> list[Unit]:
+        """The units that share a prefix."""
+        return [u for pack in self.packs for u in pack if u.prefix]
+
+    def unit_tokens(self, u: Unit) -> int:
+        return u.prefix + sum(len(self.seqs[k]) - u.prefix for k in u.members)
 
     @property
     def computed_tokens(self) -> int:
         """Tokens the forward passes run, padding included."""
-        n = 0
-        for g in self.shared:
-            n += len(g.prefix)
-            n += sum(len(self.seqs[k]) - len(g.prefix) for k in g.members)  # answers run packed
+        n = sum(self.unit_tokens(u) for pack in self.packs for u in pack)
         for b in self.batches:
             n += len(b) * max(len(self.seqs[k]) for k in b)
         return n
@@ -82,12 +91,14 @@ def plan(
     groups: Sequence[Hashable],
     pad_id: int | None,
     *,
+    packed: bool,
     share: bool,
     max_batch_tokens: int,
     max_batch_size: int,
     min_prefix: int = 16,
 ) -> Plan:
-    """Plan the forward passes for items ``seqs`` (None: not run) answering ``groups`` (e.g. questions)."""
+    """Plan the forward passes for items ``seqs`` (None: not run) answering ``groups`` (e.g. questions):
+    packed units for a packing backend (``packed``), padded micro-batches otherwise."""
     if max_batch_tokens < 1 or max_batch_size < 1:
         raise ValueError("max_batch_tokens and max_batch_size must be positive")
     index: dict[tuple[int, ...], int] = {}
@@ -106,23 +117,47 @@ def plan(
             unique_group.append(group)
         slot.append(k)
     pools = [pool_index(s, pad_id) for s in unique]
+    if not packed:
+        order = sorted(range(len(unique)), key=lambda k: -len(unique[k]))
+        batches = _cut(order, lambda k: len(unique[k]), max_batch_tokens, max_batch_size, packed=False)
+        return Plan(unique, pools, slot, batches=batches)
 
     members: dict[Hashable, list[int]] = {}
     for k, g in enumerate(unique_group):
         members.setdefault(g, []).append(k)
-    shared: list[SharedGroup] = []
-    alone: list[int] = []
+    units: list[Unit] = []
     for ks in members.values():
         prefix = 0
         if share and len(ks) > 1:
             # Every answer must keep its pooled token, so the prefix stops at the earliest pool position.
             prefix = min(common_prefix([unique[k] for k in ks]), min(pools[k] for k in ks))
         if prefix < min_prefix:
-            alone += ks
+            units += [Unit(0, [k]) for k in ks]
             continue
+        # A group larger than the budget is split; each part runs the prefix again.
         order = sorted(ks, key=lambda k: -len(unique[k]))
-        batches = _cut(order, lambda k: len(unique[k]) - prefix, max_batch_tokens, max_batch_size, packed=True)
-        shared.append(SharedGroup(unique[ks[0]][:prefix], ks, batches))
-    alone.sort(key=lambda k: -len(unique[k]))
-    batches = _cut(alone, lambda k: len(unique[k]), max_batch_tokens, max_batch_size, packed=False)
-    return Plan(unique, pools, slot, shared, batches)
+        room = max(max_batch_tokens - prefix, 1)
+        for part in _cut(order, lambda k: len(unique[k]) - prefix, room, max_batch_size, packed=True):
+            units.append(Unit(prefix, part))
+    return Plan(unique, pools, slot, packs=_pack(units, unique, max_batch_tokens, max_batch_size))
+
+
+def _pack(units: list[Unit], seqs: list[list[int]], max_batch_tokens: int, max_batch_size: int) -> list[list[Unit]]:
+    """First-fit decreasing: units, largest first, each into the first pass with room for its tokens and
+    its sequences. A unit larger than the budget runs alone."""
+    def size(u: Unit) -> int:
+        return u.prefix + sum(len(seqs[k]) - u.prefix for k in u.members)
+
+    packs: list[list[Unit]] = []
+    room: list[tuple[int, int]] = []  # per pack: tokens used, sequences used
+    for u in sorted(units, key=lambda u: -size(u)):
+        n, m = size(u), len(u.members)
+        for i, (used, count) in enumerate(room):
+            if used + n <= max_batch_tokens and count + m <= max_batch_size:
+                packs[i].append(u)
+                room[i] = (used + n, count + m)
+                break
+        else:
+            packs.append([u])
+            room.append((n, m))
+    return packs

@@ -60,4 +60,4 @@ class OnnxBackend:
     # The graph has no key/value inputs, so a shared question could only be packed in one row with its
     # answers under a dense block mask; measured on the GRPO-step benchmark that is slower (62 s) than
     # scoring each answer whole in length-sorted padded batches (38 s), so this backend does not share.
-    shares_prefix = False
+    packs = False

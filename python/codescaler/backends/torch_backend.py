@@ -1,8 +1,10 @@
-"""PyTorch backend: a Hugging Face ``*ForSequenceClassification`` checkpoint run as the scoring graph.
+"""PyTorch backend: a Hugging Face ``*ForSequenceClassification`` checkpoint run by the packed decoder.
 
-The decoder runs over a layout (padded, packed or shared-question; see ``codescaler.engine.graph``);
-only the pooled rows go through the final norm and the score head, fused in one Triton kernel on CUDA
-and by its torch reference elsewhere (Hugging Face projects every token, then gathers).
+The weights are read from the checkpoint's safetensors (no Hugging Face model class is built); the
+decoder (``decoder.py``) runs units of prefix + answers packed in one row, its per-layer blocks compiled
+once per machine by AOTInductor (``codescaler.engine.aoti``) or eager. Only the pooled rows go through
+the final norm and the score head, fused in one Triton kernel on CUDA and by its torch reference
+elsewhere (Hugging Face projects every token, then gathers).
 """
 
 from __future__ import annotations
@@ -67,82 +69,117 @@ def check_model_dir(path: Path) -> dict:
     return cfg
 
 
+def load_state(path: Path, dtype, device) -> dict:
+    """The checkpoint's tensors by name, cast to ``dtype`` on ``device``: ``model.safetensors``, a sharded
+    safetensors index, or ``pytorch_model.bin`` (read with ``weights_only``)."""
+    import torch
+
+    single, index, pickle = path / "model.safetensors", path / "model.safetensors.index.json", path / "pytorch_model.bin"
+    try:
+        if single.is_file():
+            files = [single]
+        elif index.is_file():
+            files = [path / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        elif pickle.is_file():
+            raw = torch.load(pickle, map_location="cpu", weights_only=True)
+            return {k: v.to(device=device, dtype=dtype) for k, v in raw.items()}
+        else:
+            raise ModelLoadError(f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+        from safetensors.torch import load_file
+
+        state = {}
+        for f in files:
+            for k, v in load_file(f, device="cpu").items():
+                state[k] = v.to(device=device, dtype=dtype)
+        return state
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot read the weights ({exc})") from exc
+
+
+def _rope(cfg: dict, path: Path):
+    """Hugging Face's rotary frequencies for this config: the default formula here, other static rope types
+    (linear, llama3, yarn, ...) from transformers' own initialisers; position-dependent ones are refused."""
+    from .decoder import Rope
+
+    text = cfg.get("text_config", cfg)
+    params = text.get("rope_parameters") or text.get("rope_scaling") or {}
+    kind = params.get("rope_type", params.get("type", "default"))
+    theta = float(params.get("rope_theta", text.get("rope_theta", 10000.0)))
+    head_dim = int(text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"])
+    if kind == "default":
+        return Rope.default(head_dim, theta)
+    if kind in ("dynamic", "longrope"):
+        raise ModelLoadError(f"{path / 'config.json'}: rope type {kind!r} depends on the sequence length; not supported")
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    if kind not in ROPE_INIT_FUNCTIONS:
+        raise ModelLoadError(f"{path / 'config.json'}: rope type {kind!r} is unknown to this transformers")
+    inv_freq, scaling = ROPE_INIT_FUNCTIONS[kind](AutoConfig.from_pretrained(path), "cpu")
+    return Rope(inv_freq.float(), float(scaling))
+
+
 class TorchBackend:
     name = "torch"
-    # A shared prefix is run once; its keys and values serve every answer that continues it.
-    shares_prefix = True
+    # The planner hands it units (a prefix and the answers continuing it) packed into one row.
+    packs = True
 
-    def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: bool = False):
+    def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: str = "auto"):
         import torch
-        from transformers import AutoModelForSequenceClassification
+
+        from .decoder import Arch, PackedDecoder, PostAttention, PreAttention
 
         path = Path(path)
-        check_model_dir(path)
+        cfg = check_model_dir(path)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
         self.dtype_reason = "asked for"
         if dtype is None:
             dtype, self.dtype_reason = default_dtype(str(device))
             self.dtype_reason = "default: " + self.dtype_reason
         tdtype = torch_dtype(dtype)
-        try:
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                path, dtype=tdtype, output_loading_info=True
-            )
-        except Exception as exc:
-            raise ModelLoadError(f"{path}: cannot load the model ({exc})") from exc
-        missing = [k for k in info.get("missing_keys", ()) if k.split(".")[0] == "score"]
-        if missing:
-            raise ModelLoadError(f"{path}: the weights have no score head ({', '.join(missing)} missing)")
-        if model.config.num_labels != 1:
-            raise ModelLoadError(f"{path}: num_labels is {model.config.num_labels}; expected 1")
-        from codescaler.engine.graph import PooledScorer
-        from codescaler.engine.prefix import PrefixRunner
-
-        self.model = model.eval().to(device)
-        self.graph = PooledScorer(self.model)
-        self.prefix = PrefixRunner(self.graph, compile=compile)
-        self.device = torch.device(device)
         self.dtype = str(tdtype).removeprefix("torch.")
-        self.pad_id = model.config.get_text_config().pad_token_id
-        self.config = model.config
+        arch = Arch.from_config(cfg, self.dtype, source=str(path / "config.json"))
+        state = load_state(path, tdtype, self.device)
+        if "score.weight" not in state:
+            raise ModelLoadError(f"{path}: the weights have no score head (score.weight missing)")
+        if state["score.weight"].shape[0] != 1:
+            raise ModelLoadError(f"{path}: the score head has {state['score.weight'].shape[0]} outputs; expected 1")
+        text = cfg.get("text_config", cfg)
+        layers = int(text["num_hidden_layers"])
+        prefix = "model." if "model.embed_tokens.weight" in state else ""
 
-    def score_layout(self, layout) -> "np.ndarray":
-        import torch
+        def take(names, i):
+            keys = [f"{prefix}layers.{i}.{n}" for n in names]
+            missing = [k for k in keys if k not in state]
+            if missing:
+                raise ModelLoadError(f"{path}: the weights lack {', '.join(missing)}")
+            return [state[k] for k in keys]
 
-        from codescaler.kernels.last_token_pool import pool
+        pre, post = PreAttention(arch), PostAttention(arch)
+        self.compiled = "eager"
+        if compile != "off" and self.device.type == "cpu":
+            from codescaler.engine import aoti
 
-        feeds = {k: torch.from_numpy(v).to(self.device) for k, v in layout.feeds().items()}
-        with torch.inference_mode():
-            hidden = self.graph.hidden_states(
-                feeds["input_ids"], feeds["position_ids"], feeds["segment_ids"], feeds["prefix_ids"]
-            )
-            norm = self.graph.norm
-            scores = pool(hidden, feeds["pool_index"], norm.weight, self.graph.score.weight, norm.variance_epsilon)
-        return scores.cpu().numpy()
+            package = aoti.cached_package(arch)
+            pre, post = aoti.load_package(package)
+            self.compiled = f"AOTInductor {package}"
+        self.decoder = PackedDecoder(
+            arch,
+            embed=state[f"{prefix}embed_tokens.weight"],
+            layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(layers)],
+            norm=state[f"{prefix}norm.weight"],
+            score=state["score.weight"],
+            rope=_rope(cfg, path),
+            pre=pre,
+            post=post,
+        )
+        self.arch = arch
+        self.pad_id = text.get("pad_token_id", cfg.get("pad_token_id"))
 
-    def prefill(self, prefix: Sequence[int]):
-        import torch
-
-        with torch.inference_mode():
-            return self.prefix.prefill(torch.as_tensor([list(prefix)], dtype=torch.long, device=self.device))
-
-    def score_after_prefix(self, state, answers: Sequence[Sequence[int]], offsets: Sequence[int]) -> list[float]:
-        """Scores of ``answers`` continuing the prefilled prefix, each read at ``offsets[i]`` of its own tokens.
-
-        The answers run packed back to back in one row: no padding."""
-        import torch
-
-        from codescaler.kernels.last_token_pool import pool
-
-        lengths = [len(a) for a in answers]
-        ids = torch.as_tensor([t for a in answers for t in a], dtype=torch.long, device=self.device).unsqueeze(0)
-        starts = [0]
-        for n in lengths[:-1]:
-            starts.append(starts[-1] + n)
-        rows = torch.as_tensor([s + o for s, o in zip(starts, offsets)], dtype=torch.long, device=self.device)
-        with torch.inference_mode():
-            hidden = self.prefix.answers(state, ids, lengths)
-            norm = self.graph.norm
-            scores = pool(hidden, rows, norm.weight, self.graph.score.weight, norm.variance_epsilon)
-        return scores.double().cpu().tolist()
+    def score_units(self, units) -> list[float]:
+        """Raw scores of every answer of ``units`` (see ``decoder.Unit``), in order."""
+        return self.decoder.scores(units).double().cpu().tolist()

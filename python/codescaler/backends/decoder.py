@@ -1,0 +1,297 @@
+"""The decoder at scoring time: every token of a batch through each linear layer at once, attention per unit.
+
+A batch is a list of *units*, packed back to back in one row with no padding. A unit is a prefix (a
+rendered question, possibly empty) followed by answers that each continue it; a sequence that shares
+nothing is a unit with an empty prefix and one answer. Linear layers (over 90% of the FLOPs at real
+model shapes) do not care which unit a token belongs to, so they run over all tokens of the batch in
+one GEMM; only attention is per unit: the prefix causally over itself, every answer of the unit against
+the prefix in one flash-attention call, each answer causally over itself, the two halves merged exactly
+through their log-sum-exps.
+
+Each layer is two blocks, ``PreAttention`` (RMSNorm, q/k/v projections, q/k norms, rotary) and
+``PostAttention`` (output projection, residual, RMSNorm, SiLU-gated MLP, residual). Their weights are
+inputs, not constants, so one compiled pair serves every layer and every checkpoint of that shape: see
+``codescaler.engine.aoti``, which compiles them once per machine with AOTInductor. Run eagerly they are
+the same code, so the compiled blocks are checked against the very functions they were made from.
+Numerics follow Hugging Face's Qwen3 / Qwen2 / Llama layers (same operations, same rounding points).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelLoadError
+
+_flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What the compiled blocks depend on: layer dimensions, norms, biases and dtype (not the weights)."""
+
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    eps: float
+    qk_norm: bool
+    qkv_bias: bool
+    dtype: str
+
+    @classmethod
+    def from_config(cls, cfg: dict, dtype: str, *, source: str = "config.json") -> "Arch":
+        text = cfg.get("text_config", cfg)
+        kind = text.get("model_type", "")
+        if kind not in ("qwen3", "qwen2", "llama"):
+            raise ModelLoadError(f"{source}: model_type {kind!r} is not supported (qwen3, qwen2, llama)")
+        act = text.get("hidden_act", "silu")
+        if act != "silu":
+            raise ModelLoadError(f"{source}: hidden_act {act!r} is not supported; the decoder expects silu")
+        if text.get("use_sliding_window") or "sliding_attention" in (text.get("layer_types") or ()):
+            raise ModelLoadError(f"{source}: sliding-window attention is not supported")
+        heads = int(text["num_attention_heads"])
+        hidden = int(text["hidden_size"])
+        return cls(
+            hidden=hidden,
+            intermediate=int(text["intermediate_size"]),
+            heads=heads,
+            kv_heads=int(text.get("num_key_value_heads") or heads),
+            head_dim=int(text.get("head_dim") or hidden // heads),
+            eps=float(text.get("rms_norm_eps", 1e-6)),
+            qk_norm=kind == "qwen3",
+            qkv_bias=bool(text.get("attention_bias", kind == "qwen2")),
+            dtype=dtype,
+        )
+
+    def key(self) -> str:
+        """A stable name for this shape, for compiled-package file names."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def pre_names(self) -> list[str]:
+        names = ["input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                 "self_attn.v_proj.weight"]
+        if self.qkv_bias:
+            names += ["self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"]
+        if self.qk_norm:
+            names += ["self_attn.q_norm.weight", "self_attn.k_norm.weight"]
+        return names
+
+    @staticmethod
+    def post_names() -> list[str]:
+        return ["self_attn.o_proj.weight", "post_attention_layernorm.weight", "mlp.gate_proj.weight",
+                "mlp.up_proj.weight", "mlp.down_proj.weight"]
+
+
+def rms_norm(x, weight, eps: float):
+    """Hugging Face's RMSNorm: float32 statistics, cast back, then the weight in the input dtype."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class PreAttention(nn.Module):
+    """hidden (N, hidden), cos and sin (N, head_dim), the layer's ``Arch.pre_names()`` weights ->
+    q (1, heads, N, d), k and v (1, kv_heads, N, d), contiguous in that layout for flash attention."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.arch = arch
+
+    def forward(self, hidden, cos, sin, *w):
+        a = self.arch
+        n = hidden.shape[0]
+        x = rms_norm(hidden, w[0], a.eps)
+        bias = w[4:7] if a.qkv_bias else (None, None, None)
+        q = F.linear(x, w[1], bias[0]).view(n, a.heads, a.head_dim)
+        k = F.linear(x, w[2], bias[1]).view(n, a.kv_heads, a.head_dim)
+        v = F.linear(x, w[3], bias[2]).view(n, a.kv_heads, a.head_dim)
+        if a.qk_norm:
+            q = rms_norm(q, w[-2], a.eps)
+            k = rms_norm(k, w[-1], a.eps)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        return (q.transpose(0, 1).unsqueeze(0).contiguous(), k.transpose(0, 1).unsqueeze(0).contiguous(),
+                v.transpose(0, 1).unsqueeze(0).contiguous())
+
+
+class PostAttention(nn.Module):
+    """hidden (N, hidden), attention output (1, heads, N, d), the layer's ``Arch.post_names()`` weights
+    -> the layer's output hidden states (N, hidden)."""
+
+    def __init__(self, arch: Arch):
+        super().__init__()
+        self.arch = arch
+
+    def forward(self, hidden, attn, wo, ln, wg, wu, wd):
+        n = hidden.shape[0]
+        hidden = hidden + F.linear(attn.squeeze(0).transpose(0, 1).reshape(n, -1), wo)
+        x = rms_norm(hidden, ln, self.arch.eps)
+        return hidden + F.linear(F.silu(F.linear(x, wg)) * F.linear(x, wu), wd)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A prefix (possibly empty) and the answers continuing it, each scored at ``pools[i]`` of its tokens."""
+
+    prefix: Sequence[int]
+    answers: Sequence[Sequence[int]]
+    pools: Sequence[int]
+
+
+def merge(o1, l1, o2, l2):
+    """Combine two attention halves over disjoint key sets from their outputs and log-sum-exps."""
+    top = torch.maximum(l1, l2)
+    w1 = torch.exp(l1 - top).unsqueeze(-1)
+    w2 = torch.exp(l2 - top).unsqueeze(-1)
+    return ((o1.float() * w1 + o2.float() * w2) / (w1 + w2)).to(o1.dtype)
+
+
+class Rope:
+    """cos and sin per position as Hugging Face's rotary embedding computes them: float32 angles from the
+    inverse frequencies, times the attention scaling, cast to the model dtype."""
+
+    def __init__(self, inv_freq: torch.Tensor, scaling: float = 1.0):
+        self.inv_freq = inv_freq
+        self.scaling = scaling
+
+    @classmethod
+    def default(cls, head_dim: int, theta: float) -> "Rope":
+        return cls(1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)))
+
+    def __call__(self, positions: torch.Tensor, like: torch.Tensor):
+        freqs = positions[:, None].float() * self.inv_freq.to(positions.device)[None]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos(), emb.sin()
+        if self.scaling != 1.0:
+            cos, sin = cos * self.scaling, sin * self.scaling
+        return cos.to(like.dtype), sin.to(like.dtype)
+
+
+Block = Callable[..., object]
+
+
+class PackedDecoder:
+    """Scores units packed in one row: ``scores(units)`` -> one float32 score per answer, in order.
+
+    ``pre`` and ``post`` are the blocks to run: ``PreAttention``/``PostAttention`` themselves (eager) or
+    their compiled forms (same inputs, same outputs)."""
+
+    def __init__(self, arch: Arch, *, embed: torch.Tensor, layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]],
+                 norm: torch.Tensor, score: torch.Tensor, rope: Rope, pre: Block, post: Block):
+        self.arch = arch
+        self.embed = embed
+        self.layers = layers
+        self.norm = norm
+        self.score = score
+        self.rope = rope
+        self.pre = pre
+        self.post = post
+        self.scaling = arch.head_dim ** -0.5
+        self.device = embed.device
+
+    def layout(self, units: Sequence[Unit]):
+        """Token ids, positions and pooled rows of ``units`` packed back to back."""
+        ids: list[int] = []
+        pos: list[int] = []
+        rows: list[int] = []
+        for u in units:
+            p = len(u.prefix)
+            ids += u.prefix
+            pos += range(p)
+            for answer, at in zip(u.answers, u.pools):
+                if not 0 <= at < len(answer):
+                    raise ValueError(f"pool offset {at} outside an answer of {len(answer)} tokens")
+                rows.append(len(ids) + at)
+                ids += answer
+                pos += range(p, p + len(answer))
+        dev = self.device
+        return (torch.as_tensor(ids, dtype=torch.long, device=dev), torch.as_tensor(pos, dtype=torch.long, device=dev),
+                torch.as_tensor(rows, dtype=torch.long, device=dev))
+
+    def hidden_states(self, units: Sequence[Unit]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pre-final-norm hidden states (N, hidden) of every packed token, and the pooled rows."""
+        ids, pos, rows = self.layout(units)
+        hidden = self.embed[ids]
+        cos, sin = self.rope(pos, hidden)
+        spans = list(_spans(units))
+        for pre_w, post_w in self.layers:
+            q, k, v = self.pre(hidden, cos, sin, *pre_w)
+            hidden = self.post(hidden, self.attend(q, k, v, spans), *post_w)
+        return hidden, rows
+
+    def scores(self, units: Sequence[Unit]) -> torch.Tensor:
+        from codescaler.kernels.last_token_pool import pool
+
+        with torch.inference_mode():
+            hidden, rows = self.hidden_states(units)
+            return pool(hidden, rows, self.norm, self.score, self.arch.eps)
+
+    def attend(self, q, k, v, spans) -> torch.Tensor:
+        """Attention output (1, heads, N, d): per unit, prefix causal; answers over the prefix and themselves."""
+        out = torch.empty_like(q)
+        flash = _flash_cpu if q.device.type == "cpu" and _flash_cpu is not None else None
+        for start, p, lengths in spans:
+            if flash is None:
+                n = p + sum(lengths)
+                s = slice(start, start + n)
+                mask = _unit_mask(p, lengths, q.device)
+                out[:, :, s] = F.scaled_dot_product_attention(q[:, :, s], k[:, :, s], v[:, :, s], attn_mask=mask,
+                                                              scale=self.scaling, enable_gqa=True)
+                continue
+            if p:
+                s = slice(start, start + p)
+                out[:, :, s] = flash(q[:, :, s], k[:, :, s], v[:, :, s], 0.0, True, scale=self.scaling)[0]
+            a0 = start + p
+            total = sum(lengths)
+            if not total:
+                continue
+            outs, lses, at = [], [], a0
+            for n in lengths:
+                s = slice(at, at + n)
+                o, lse = flash(q[:, :, s], k[:, :, s], v[:, :, s], 0.0, True, scale=self.scaling)[:2]
+                outs.append(o)
+                lses.append(lse)
+                at += n
+            o2 = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
+            answers = slice(a0, a0 + total)
+            if not p:
+                out[:, :, answers] = o2
+                continue
+            l2 = torch.cat(lses, dim=2) if len(lses) > 1 else lses[0]
+            pre = slice(start, start + p)
+            o1, l1 = flash(q[:, :, answers], k[:, :, pre], v[:, :, pre], 0.0, False, scale=self.scaling)[:2]
+            out[:, :, answers] = merge(o1, l1, o2, l2)
+        return out
+
+
+def _spans(units: Sequence[Unit]):
+    """(start, prefix length, answer lengths) of each unit in the packed row."""
+    start = 0
+    for u in units:
+        lengths = [len(a) for a in u.answers]
+        yield start, len(u.prefix), lengths
+        start += len(u.prefix) + sum(lengths)
+
+
+def _unit_mask(p: int, lengths: list[int], device) -> torch.Tensor:
+    """Boolean mask (P + A, P + A) of one unit: the prefix causal; each answer sees the prefix and itself causally."""
+    seg = torch.cat([torch.full((p,), -1, device=device)]
+                    + [torch.full((n,), i, device=device) for i, n in enumerate(lengths)])
+    idx = torch.arange(len(seg), device=device)
+    causal = idx.unsqueeze(0) <= idx.unsqueeze(1)
+    same = seg.unsqueeze(0) == seg.unsqueeze(1)
+    prefix_key = (seg == -1).unsqueeze(0)
+    return causal & (same | prefix_key)

@@ -2,7 +2,9 @@
 // Offsets are UTF-8 bytes inside the core and code points here, at the Python boundary.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "codescaler/extract.hpp"
+#include "codescaler/tokenizer.hpp"
 #include "../extract/text.hpp"
 
 namespace nb = nanobind;
@@ -117,12 +120,95 @@ nb::list py_extract_batch(nb::handle responses, const std::string& policy, const
   return out;
 }
 
+// A Python list of ints from token ids.
+nb::list id_list(const std::vector<std::int32_t>& ids) {
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(ids.size()));
+  if (!list) throw nb::python_error();
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    PyObject* v = PyLong_FromLong(ids[i]);
+    if (!v) {
+      Py_DECREF(list);
+      throw nb::python_error();
+    }
+    PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), v);
+  }
+  return nb::steal<nb::list>(list);
+}
+
+std::unique_ptr<Tokenizer> open_tokenizer(const std::string& path) {
+  std::unique_ptr<Tokenizer> tokenizer;
+  TokenizerStatus status;
+  {
+    nb::gil_scoped_release release;
+    status = Tokenizer::open(path, &tokenizer);
+  }
+  if (!status.ok()) throw nb::value_error(status.message.c_str());
+  return tokenizer;
+}
+
+nb::list py_encode_batch(const Tokenizer& tokenizer, nb::handle texts, bool add_special_tokens,
+                         unsigned threads) {
+  nb::object seq = nb::steal(PySequence_Tuple(texts.ptr()));  // keeps the strings alive, see extract_batch
+  if (!seq.is_valid()) throw nb::python_error();
+  const Py_ssize_t n = PyTuple_GET_SIZE(seq.ptr());
+  Utf8Texts t;
+  t.views.reserve(static_cast<std::size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) t.add(PyTuple_GET_ITEM(seq.ptr(), i), i);
+  std::vector<std::vector<std::int32_t>> ids;
+  std::vector<TokenizerStatus> statuses;
+  {
+    nb::gil_scoped_release release;
+    statuses = tokenizer.encode_batch(t.views, &ids, add_special_tokens, threads);
+  }
+  if (statuses.size() != t.views.size()) throw std::bad_alloc();
+  nb::list out;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (!statuses[i].ok())
+      throw nb::value_error(("text " + std::to_string(i) + ": " + statuses[i].message).c_str());
+    out.append(id_list(ids[i]));
+  }
+  return out;
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
   m.doc() = "codescaler native core: fence scanning, block selection and tree-sitter syntax validation.";
   m.attr("LANGUAGES") = nb::make_tuple("python", "cpp", "java", "javascript", "go", "rust");
   m.attr("POLICIES") = nb::make_tuple("codescaler", "last", "best");
+
+  nb::class_<Tokenizer>(m, "Tokenizer",
+                        "A Hugging Face tokenizer.json (byte-level BPE) read and run by the C++ core.")
+      .def_static("open", &open_tokenizer, nb::arg("path"),
+                  "Reads `path`; raises ValueError naming what is unsupported or malformed.")
+      .def(
+          "encode",
+          [](const Tokenizer& tokenizer, nb::handle text, bool add_special_tokens) {
+            Utf8Texts t;
+            t.add(text.ptr(), 0);
+            std::vector<std::int32_t> ids;
+            TokenizerStatus status;
+            {
+              nb::gil_scoped_release release;
+              status = tokenizer.encode(t.views[0], &ids, add_special_tokens);
+            }
+            if (!status.ok()) throw nb::value_error(status.message.c_str());
+            return id_list(ids);
+          },
+          nb::sig("def encode(self, text: str, add_special_tokens: bool = True) -> list[int]"),
+          nb::arg("text"), nb::arg("add_special_tokens") = true,
+          "Token ids of `text`, as tokenizers.Tokenizer.encode(text, add_special_tokens).ids.")
+      .def("encode_batch", &py_encode_batch,
+           nb::sig("def encode_batch(self, texts: collections.abc.Sequence[str], add_special_tokens: bool = True, "
+                   "threads: int = 1) -> list[list[int]]"),
+           nb::arg("texts"), nb::arg("add_special_tokens") = true, nb::arg("threads") = 1,
+           "encode over many texts with the GIL released, on `threads` threads (0: all cores).")
+      .def("token_to_id", &Tokenizer::token_to_id, nb::arg("token"),
+           "The id of a token as tokenizer.json spells it (added tokens included), or None.")
+      .def_prop_ro("vocab_size", &Tokenizer::vocab_size, "One past the largest id.")
+      .def_prop_ro_static(
+          "unicode_version", [](nb::handle) { return std::string(Tokenizer::unicode_version()); },
+          "The Unicode version of the tokenizer's character tables (the building Python's unicodedata).");
 
   m.def("unicode_version", [] { return std::string(text::unicode_version()); },
         "The Unicode version of the \\w and whitespace tables built in (the building Python's unicodedata).");

@@ -3,11 +3,47 @@ codescaler native core: fence scanning, block selection and tree-sitter syntax v
 """
 
 from collections.abc import Sequence
+from typing import Final
 
 
 LANGUAGES: tuple = ...
 
 POLICIES: tuple = ('codescaler', 'last', 'best')
+
+class Tokenizer:
+    """
+    A Hugging Face tokenizer.json (byte-level BPE) read and run by the C++ core.
+    """
+
+    @staticmethod
+    def open(path: str) -> Tokenizer:
+        """
+        Reads `path`; raises ValueError naming what is unsupported or malformed.
+        """
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """
+        Token ids of `text`, as tokenizers.Tokenizer.encode(text, add_special_tokens).ids.
+        """
+
+    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True, threads: int = 1) -> list[list[int]]:
+        """
+        encode over many texts with the GIL released, on `threads` threads (0: all cores).
+        """
+
+    def token_to_id(self, token: str) -> int | None:
+        """
+        The id of a token as tokenizer.json spells it (added tokens included), or None.
+        """
+
+    @property
+    def vocab_size(self) -> int:
+        """One past the largest id."""
+
+    unicode_version: Final[str] = ...
+    """
+    The Unicode version of the tokenizer's character tables (the building Python's unicodedata).
+    """
 
 def unicode_version() -> str:
     """

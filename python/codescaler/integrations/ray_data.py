@@ -1,0 +1,500 @@
+"""Offline scoring on Ray Data: ``codescaler score --ray``.
+
+Ray Data reads the input (JSONL or Parquet: a file, a folder or a glob), a pool of actors that each load
+the model once scores it (``map_batches`` with an ``ActorPoolStrategy``, one ``RewardModel.score`` call
+per batch, so the planner shares each question across the batch), and the rows stream back in input order
+to one output file (JSONL or Parquet) on the machine that runs the command, with the input's fields plus
+``reward``, ``raw_score``, ``status``, ``truncated`` and ``error``. Every input row gives exactly one output
+row: a malformed one becomes an ``input_error`` row, and an actor that dies is restarted by Ray and its
+batch retried (``max_restarts``/``max_task_retries``); the count is checked before the output is kept.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from ..errors import CodeScalerError, InputError
+
+JSONL, PARQUET = "jsonl", "parquet"
+EXTENSIONS = {".jsonl": JSONL, ".ndjson": JSONL, ".json": JSONL, ".parquet": PARQUET, ".pq": PARQUET}
+RESULTS = ("reward", "raw_score", "status", "truncated", "error")
+# Rows per actor call, i.e. per model.score call: enough for the planner to fill its micro-batches and
+# share a GRPO group's question (a group cut by a batch boundary runs its question twice), few enough
+# that a retried batch costs little and both actors get work on a small file.
+BATCH_ROWS = 256
+
+
+def add_ray_arguments(parser) -> None:
+    g = parser.add_argument_group("Ray (many processes or machines; needs the 'ray' extra)")
+    g.add_argument("--ray", action="store_true",
+                   help="score on Ray Data with a pool of actors, each loading the model once; the input may "
+                   "also be Parquet, a folder or a glob, the output .parquet, and the output keeps every input "
+                   "field")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to join: 'auto' (the one this machine belongs to), HOST:PORT or "
+                   "ray://HOST:10001 (default: $RAY_ADDRESS, else a local Ray instance for this run)")
+    g.add_argument("--actors", type=int, default=None,
+                   help="scoring actors, each with its own copy of the model and --threads CPUs "
+                   "(default: one per node)")
+
+
+def _format(path: str) -> str:
+    return EXTENSIONS.get(os.path.splitext(path)[1].lower(), JSONL)
+
+
+def _is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def wanted(args) -> bool:
+    """Whether ``codescaler score`` runs on Ray; what only Ray can do, asked without ``--ray``, fails."""
+    if args.ray:
+        return True
+    for flag in ("address", "actors"):
+        if getattr(args, flag) is not None:
+            raise InputError(f"--{flag} needs --ray")
+    if args.input != "-" and (os.path.isdir(args.input) or _format(args.input) == PARQUET
+                              or (_is_glob(args.input) and not os.path.exists(args.input))):
+        raise InputError(f"{args.input}: a folder, a glob or Parquet input needs --ray (without it, score "
+                         "reads one JSONL file)")
+    if args.output != "-" and _format(args.output) == PARQUET:
+        raise InputError(f"{args.output}: Parquet output needs --ray")
+    return False
+
+
+FILE, ROW = "__codescaler_file", "__codescaler_row"  # each row's input file (index) and line or row (from 1)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The input files in the order their rows are scored and written, their total row count, and the
+    chunks Ray reads them in: (file index, first line or row number, start, stop, rows), where start and
+    stop are byte offsets in a JSONL file and row indices in a Parquet file."""
+
+    format: str
+    paths: list[str]
+    rows: int
+    chunks: list[tuple[int, int, int, int, int]]
+
+
+def _jsonl_chunks(index: int, path: str, rows_per_chunk: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """Byte ranges of ``rows_per_chunk`` lines each (a line ends at a newline byte, as when iterating a
+    binary file, so line numbers match ``codescaler score``)."""
+    line, start, at, count, last = 1, 0, 0, 0, b"\n"
+    with open(path, "rb") as f:
+        while data := f.read(1 << 24):
+            pos = 0
+            while (nl := data.find(b"\n", pos)) >= 0:
+                pos = nl + 1
+                count += 1
+                if count == rows_per_chunk:
+                    yield index, line, start, at + pos, count
+                    line, start, count = line + count, at + pos, 0
+            at += len(data)
+            last = data[-1:]
+    if at > start:  # the last lines, the very last perhaps without a newline
+        yield index, line, start, at, count + (last != b"\n")
+
+
+def _parquet_chunks(index: int, path: str, rows_per_chunk: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """Row ranges that never span two row groups; a large row group is cut into at most 16 ranges (each
+    range decodes its whole row group once)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    first = 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        size = max(rows_per_chunk, -(-n // 16))
+        for a in range(0, n, size):
+            b = min(n, a + size)
+            yield index, first + a + 1, first + a, first + b, b - a
+        first += n
+
+
+def resolve_inputs(path: str, rows_per_chunk: int = BATCH_ROWS) -> Inputs:
+    """The files ``path`` names (a file, a folder searched recursively, or a glob), sorted, of one format,
+    cut into chunks of about ``rows_per_chunk`` rows."""
+    if path == "-":
+        raise InputError("--ray reads files, not stdin: give --input a file, a folder or a glob")
+    if os.path.isdir(path):
+        found = sorted(p for p in glob.glob(os.path.join(path, "**", "*"), recursive=True)
+                       if os.path.isfile(p) and os.path.splitext(p)[1].lower() in EXTENSIONS
+                       and not os.path.basename(p).startswith((".", "_")))
+        if not found:
+            raise InputError(f"{path}: the folder holds no {', '.join(EXTENSIONS)} file")
+    elif os.path.isfile(path):
+        found = [path]
+    elif _is_glob(path):
+        found = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        if not found:
+            raise InputError(f"{path}: no file matches")
+    else:
+        raise InputError(f"{path}: no such file or folder")
+    kinds = {_format(p) for p in found}
+    if len(kinds) > 1:
+        raise InputError(f"{path}: holds both JSONL and Parquet files; score them separately")
+    kind = kinds.pop()
+    chunks = []
+    for i, p in enumerate(found):
+        try:
+            chunks += (_parquet_chunks if kind == PARQUET else _jsonl_chunks)(i, p, rows_per_chunk)
+        except OSError as exc:
+            raise InputError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+        except Exception as exc:  # pyarrow's ArrowInvalid for a file that is not Parquet
+            raise InputError(f"{p}: not a readable Parquet file ({exc})") from exc
+    return Inputs(kind, [os.path.abspath(p) for p in found], sum(c[-1] for c in chunks), chunks)
+
+
+# ----------------------------------------------------------------------------------------------- actors
+
+def _read_chunks(batch):
+    """Chunks (see :class:`Inputs`) -> their rows plus ``FILE`` and ``ROW`` columns. A JSONL row is its
+    line's bytes (``_raw``), parsed in the actor, so a bad line becomes an error row, never a failed read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for fmt, path, index, first, start, stop in zip(*(batch.column(c).to_pylist() for c in
+                                                      ("format", "path", "file", "first", "start", "stop"))):
+        if fmt == PARQUET:
+            pf, at = pq.ParquetFile(path), 0
+            for g in range(pf.metadata.num_row_groups):
+                n = pf.metadata.row_group(g).num_rows
+                if at <= start < at + n:
+                    table = pf.read_row_group(g).slice(start - at, stop - start)
+                    break
+                at += n
+        else:
+            with open(path, "rb") as f:
+                f.seek(start)
+                lines = f.read(stop - start).split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            table = pa.table({"_raw": pa.array(lines, pa.binary())})
+        n = table.num_rows
+        table = table.append_column(FILE, pa.array([index] * n, pa.int32()))
+        tables.append(table.append_column(ROW, pa.array(range(first, first + n), pa.int64())))
+    return pa.concat_tables(tables)
+
+
+def _result_columns(results: list[dict]):
+    import pyarrow as pa
+
+    types = {"reward": pa.float64(), "raw_score": pa.float64(), "status": pa.string(),
+             "truncated": pa.bool_(), "error": pa.string()}
+    return {k: pa.array([r.get(k) for r in results], types[k]) for k in RESULTS}
+
+
+class Scorer:
+    """A Ray Data actor: loads the model once, then scores one batch of rows per call (one
+    ``RewardModel.score`` call, so rows of one question share its forward pass)."""
+
+    def __init__(self, model: str, load: dict, per_call: dict, fmt: str, paths: list[str] | None):
+        from ..model import RewardModel
+
+        self.model = RewardModel.from_pretrained(model, **load)
+        self.per_call, self.fmt, self.paths = per_call, fmt, paths
+
+    def __call__(self, batch):
+        return self._jsonl(batch) if self.fmt == JSONL else self._parquet(batch)
+
+    def _where(self, batch) -> list[str]:
+        """Each row's place for error messages: "line N" / "row N", after the file when there are several."""
+        unit = "line" if self.fmt == JSONL else "row"
+        files, rows = batch.column(FILE).to_pylist(), batch.column(ROW).to_pylist()
+        return [f"{self.paths[f]}: {unit} {n}" if self.paths else f"{unit} {n}" for f, n in zip(files, rows)]
+
+    def _results(self, pairs: list[tuple[str, str] | None], errors: list[str | None]) -> list[dict]:
+        """One result per row: the model's for rows with a pair, an ``input_error`` for the others."""
+        todo = [p for p in pairs if p is not None]
+        got = iter(self.model.score([q for q, _ in todo], [r for _, r in todo], **self.per_call) if todo else ())
+        out = []
+        for pair, err in zip(pairs, errors):
+            if pair is None:
+                out.append({"reward": None, "raw_score": None, "status": "input_error", "error": err})
+            else:
+                r = next(got)
+                out.append({"reward": r.reward, "raw_score": r.raw_score, "status": r.status,
+                            "truncated": r.truncated})
+        return out
+
+    def _jsonl(self, batch):
+        import pyarrow as pa
+
+        from ..cli import _dumps, parse_line
+
+        parsed = [parse_line(n, raw) for n, raw in zip(batch.column(ROW).to_pylist(),
+                                                       batch.column("_raw").to_pylist())]
+        errors = [err if err is None or not self.paths else f"{self.paths[f]}: {err}"
+                  for f, (_rec, err) in zip(batch.column(FILE).to_pylist(), parsed)]
+        results = self._results([(rec["question"], rec["response"]) if err is None else None
+                                 for rec, err in parsed], errors)
+        rows = []
+        for (rec, _err), res in zip(parsed, results):
+            fields = {k: v for k, v in rec.items() if k not in RESULTS} if isinstance(rec, dict) else {"id": None}
+            rows.append(_dumps({**fields, **{k: v for k, v in res.items() if v is not None or k != "error"}}))
+        return pa.table({FILE: batch.column(FILE), ROW: batch.column(ROW), "_row": pa.array(rows, pa.string()),
+                         **_result_columns(results)})
+
+    def _parquet(self, batch):
+        import pyarrow as pa
+
+        columns = {}
+        for name in ("question", "response"):
+            kind = batch.schema.field(name).type if name in batch.column_names else None
+            if kind is None:
+                columns[name] = (None, "missing")
+            elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                columns[name] = (batch.column(name).to_pylist(), "null")
+            else:
+                columns[name] = (None, f"a column of type {kind}")
+        pairs, errors = [], []
+        for i, where in enumerate(self._where(batch)):
+            bad = next((f"{where}: field {name!r} must be a string ({why})" for name, (values, why) in columns.items()
+                        if values is None or values[i] is None), None)
+            pairs.append(None if bad else (columns["question"][0][i], columns["response"][0][i]))
+            errors.append(bad)
+        table = batch.drop_columns([c for c in RESULTS if c in batch.column_names])
+        for name, column in _result_columns(self._results(pairs, errors)).items():
+            table = table.append_column(name, column)
+        return table
+
+
+# ---------------------------------------------------------------------------------------------- driver
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise InputError(f"--ray needs Ray Data ({exc.name or exc} is not installed): "
+                         "pip install 'codescaler[ray]'") from None
+    return ray
+
+
+def start(address: str | None):
+    """Connect to the cluster at ``address`` ($RAY_ADDRESS when None), or start a local Ray instance.
+    Returns ``ray`` and whether this call initialised it (and so should shut it down)."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray, False
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a throw-away local instance reports nothing
+    try:
+        ray.init(address=address, include_dashboard=False)
+    except ConnectionError as exc:
+        raise InputError(f"--address {address or os.environ.get('RAY_ADDRESS')}: cannot join the Ray cluster "
+                         f"({exc})") from None
+    return ray, True
+
+
+def pool_shape(ray, actors: int | None, threads: int | None) -> tuple[int, int]:
+    """(actors, CPUs per actor): one actor per node by default, each with as many CPUs as the smallest
+    node shares out among the actors, unless ``threads`` says."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = [int(n["Resources"].get("CPU", 0)) for n in nodes] or [1]
+    actors = actors or len(nodes) or 1
+    if actors < 1:
+        raise InputError(f"--actors must be a positive integer, got {actors}")
+    return actors, threads or max(1, min(min(cpus), sum(cpus) // actors))
+
+
+def scored_dataset(ray, inputs: Inputs, model: str, load: dict, per_call: dict, actors: int, cpus: int):
+    """The Ray Dataset of ``inputs`` scored by ``actors`` actors of ``cpus`` CPUs each, in input order."""
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    chunks = [{"format": inputs.format, "path": inputs.paths[i], "file": i, "first": first, "start": start,
+               "stop": stop} for i, first, start, stop, _rows in inputs.chunks]
+    # One block per chunk, so every actor gets work from the first file on; Ray Data's own readers give one
+    # block per file (or row group), and its JSON reader fails a whole file on one malformed line. Reading
+    # asks for no CPU: the actors hold the CPUs, and a read waiting for one of them would wait for ever.
+    ds = ray.data.from_items(chunks, override_num_blocks=len(chunks))
+    ds = ds.map_batches(_read_chunks, batch_size=1, batch_format="pyarrow", num_cpus=0)
+    return ds.map_batches(
+        Scorer, batch_size=BATCH_ROWS, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=cpus, fn_constructor_kwargs=dict(model=model, load={**load, "threads": cpus}, per_call=per_call,
+                                                  fmt=inputs.format,
+                                                  paths=inputs.paths if len(inputs.paths) > 1 else None),
+        # A dead actor is restarted and the batch it held is run again (Ray Data's defaults, stated here).
+        max_restarts=-1, max_task_retries=-1)
+
+
+class _Writer:
+    """One output file, JSONL or Parquet, written to ``PATH.part`` and renamed when complete."""
+
+    def __init__(self, path: str):
+        self.path, self.format = path, _format(path)
+        self.tmp = None if path == "-" else f"{path}.part"
+        self._parquet = self._schema = None
+        try:
+            self._text = (sys.stdout if path == "-" else
+                          open(self.tmp, "w", encoding="utf-8") if self.format == JSONL else None)
+            if self.format == PARQUET:
+                open(self.tmp, "wb").close()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
+
+    def write(self, table, in_format: str) -> None:
+        import pyarrow as pa
+
+        if self.format == JSONL:
+            if in_format == JSONL:
+                lines = table.column("_row").to_pylist()
+            else:
+                lines = [json.dumps(r, ensure_ascii=False, default=str) for r in table.to_pylist()]
+            self._text.write("".join(line + "\n" for line in lines))
+            return
+        if in_format == JSONL:
+            rows = [json.loads(r) for r in table.column("_row").to_pylist()]
+            fields = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in RESULTS} for r in rows])
+            for name in RESULTS:
+                fields = fields.append_column(name, table.column(name))
+            table = fields
+        self._write_parquet(table)
+
+    def _write_parquet(self, table) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self.tmp, self._schema)
+        names = self._schema.names
+        extra = [c for c in table.column_names if c not in names]
+        if extra:
+            raise InputError(f"{self.path}: field {extra[0]!r} first appears after the first batch of rows; "
+                             "Parquet needs one schema (write JSONL output instead)")
+        for field in self._schema:
+            if field.name not in table.column_names:
+                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+        try:
+            table = table.select(names).cast(self._schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise InputError(f"{self.path}: a field changes type between batches of rows ({exc}); Parquet needs "
+                             "one type per column (write JSONL output instead)") from None
+        self._parquet.write_table(table)
+
+    def close(self, keep: bool) -> None:
+        if self._text is not None and self._text is not sys.stdout:
+            self._text.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        if self.tmp is None:
+            sys.stdout.flush()
+        elif keep:
+            if self.format == PARQUET and self._parquet is None:  # no rows: still a valid, empty file
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.table(_result_columns([])), self.tmp)
+            os.replace(self.tmp, self.path)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None):
+    """Write the scored tables, in order, to ``output``; check that every input row came back once.
+    Returns a :class:`codescaler.cli.ScoreSummary`. ``on_rows(n)`` is called after each written table."""
+    from ..cli import ScoreSummary
+
+    summary = ScoreSummary()
+    writer = _Writer(output)
+    # (file, line or row) of every input row, in order: each output row must be the next one
+    expected = ((f, n) for f, first, _start, _stop, rows in inputs.chunks for n in range(first, first + rows))
+    done = False
+    try:
+        for table in tables:
+            for got in zip(table.column(FILE).to_pylist(), table.column(ROW).to_pylist()):
+                want = next(expected, None)
+                if got != want:
+                    raise CodeScalerError(f"Ray returned row {got[1]} of {inputs.paths[got[0]]} where row "
+                                          f"{want and want[1]} of {want and inputs.paths[want[0]]} belongs; "
+                                          "the output was not kept")
+            writer.write(table.drop_columns([FILE, ROW]), inputs.format)
+            status = table.column("status").to_pylist()
+            summary.lines += len(status)
+            summary.ok += sum(s == "ok" for s in status)
+            summary.errors += sum(s == "input_error" for s in status)
+            summary.truncated += sum(bool(t) for t in table.column("truncated").to_pylist())
+            if on_rows is not None:
+                on_rows(summary.lines)
+        if summary.lines != inputs.rows:
+            raise CodeScalerError(f"Ray returned {summary.lines} rows for {inputs.rows} input rows; the output "
+                                  "was not kept")
+        summary.no_code = summary.lines - summary.ok - summary.errors
+        done = True
+    finally:
+        writer.close(keep=done)
+    return summary
+
+
+def score_with_ray(model: str, input: str, output: str, *, actors: int | None = None, address: str | None = None,
+                   options: dict | None = None, on_rows=None):
+    """Score ``input`` (JSONL or Parquet: file, folder or glob) into ``output`` on Ray; returns
+    ``(summary, info)`` where ``info`` holds ``actors``, ``cpus_per_actor``, ``ray_start_s``."""
+    from .. import options as opts
+    from ..tiny import resolve_model
+
+    chosen = opts.checked(options or {})
+    per_call = {k: v for k, v in chosen.items() if k in opts.PER_CALL}
+    load = {k: v for k, v in chosen.items() if k not in opts.PER_CALL}
+    inputs = resolve_inputs(input)
+    if output != "-" and any(os.path.exists(output) and os.path.samefile(p, output) for p in inputs.paths):
+        raise InputError(f"{output}: is also an input; writing it would destroy the input")
+    if not os.path.exists(resolve_model(model)):  # each actor resolves it again, on its own node
+        raise InputError(f"{model}: no such model folder or engine directory")
+    started = time.perf_counter()
+    ray, owned = start(address)
+    ray_start = time.perf_counter() - started
+    try:
+        n, cpus = pool_shape(ray, actors, chosen.get("threads"))
+        if inputs.rows == 0:
+            tables = []
+        else:
+            tables = scored_dataset(ray, inputs, model, load, per_call, n, cpus).iter_batches(
+                batch_size=None, batch_format="pyarrow")
+        try:
+            summary = write_scored(tables, inputs, output, on_rows=on_rows)
+        except Exception as exc:
+            raise _unwrapped(exc) from None
+    finally:
+        if owned:
+            ray.shutdown()
+    return summary, {"actors": n, "cpus_per_actor": cpus, "ray_start_s": ray_start}
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    """A codescaler error raised in an actor (e.g. a model folder that does not load), as itself."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, CodeScalerError):
+            return seen
+        cause = getattr(seen, "cause", None)
+        seen = cause if isinstance(cause, BaseException) else seen.__cause__
+    return exc
+
+
+def cmd_score(args) -> int:
+    """``codescaler score --ray``: the options as for ``score``, then the run and its summary on stderr."""
+    from .. import options as opts
+
+    started = time.perf_counter()
+    summary, info = score_with_ray(args.model, args.input, args.output, actors=args.actors, address=args.address,
+                                   options=opts.from_args(args))
+    took = time.perf_counter() - started
+    where = "stdout" if args.output == "-" else args.output
+    parts = [f"{summary.ok} ok", f"{summary.no_code} without valid code", f"{summary.errors} input error(s)",
+             f"{summary.truncated} truncated"]
+    print(f"codescaler: {summary.lines} row(s) in {took:.1f} s (Ray start {info['ray_start_s']:.1f} s) on "
+          f"{info['actors']} Ray actor(s) x {info['cpus_per_actor']} CPU -> {where}: {', '.join(parts)}",
+          file=sys.stderr)
+    if summary.errors:
+        print("codescaler: rows with status input_error carry an 'error' naming the row and the problem",
+              file=sys.stderr)
+    return 0

@@ -242,8 +242,22 @@ def test_code_points_against_hugging_face(qwen_json, record_property):
     assert len(unknown_here) < 100
 
 
-def variant(qwen_json, tmp_path, name, change) -> str:
-    spec = json.loads(qwen_json.read_text(encoding="utf-8"))
+@pytest.fixture(scope="module")
+def qwen_spec(qwen_json) -> dict:
+    return json.loads(qwen_json.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def small_spec(qwen_spec) -> dict:
+    """Qwen's tokenizer.json cut down to its 256 single-byte tokens and no merges: quick to open."""
+    small = {k: v for k, v in qwen_spec.items() if k != "model"}
+    small["model"] = {**qwen_spec["model"], "merges": [],
+                      "vocab": {t: i for t, i in qwen_spec["model"]["vocab"].items() if len(t) == 1}}
+    return small
+
+
+def variant(qwen_spec, tmp_path, name, change) -> str:
+    spec = copy.deepcopy(qwen_spec)
     change(spec)
     out = tmp_path / f"{name}.json"
     out.write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
@@ -301,14 +315,14 @@ VARIANTS = {"gpt2 byte-level regex, no normalizer": _gpt2, "cl100k regex": _cl10
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_variants_equal_hugging_face(name, qwen_json, corpora, tmp_path):
-    path = variant(qwen_json, tmp_path, "variant", VARIANTS[name])
+def test_variants_equal_hugging_face(name, qwen_spec, corpora, tmp_path):
+    path = variant(qwen_spec, tmp_path, "variant", VARIANTS[name])
     native = _native.Tokenizer.open(path)
     hf = tokenizers.Tokenizer.from_file(path)
     rng = random.Random(5)
-    texts = [t for texts in corpora.values() for t in rng.sample(texts, min(len(texts), 600)) if not has_surrogates(t)]
+    texts = [t for texts in corpora.values() for t in rng.sample(texts, min(len(texts), 300)) if not has_surrogates(t)]
     texts += ["café and cafe\u0301 <tool> x <tool>y  <|im_start|>  a  <|im_end|>  b", "def f(): pass", "  <think>  "]
-    for add in (True, False):
+    for add in (True, False) if name == "TemplateProcessing" else (True,):
         wrong = mismatches(native, hf, texts, add_special_tokens=add)
         assert not wrong, [(t[:80], a[:20], b[:20]) for t, a, b in wrong[:3]]
 
@@ -328,9 +342,10 @@ UNSUPPORTED = {
 
 
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
-def test_unsupported_tokenizer_is_refused_at_open(name, qwen_json, tmp_path):
+def test_unsupported_tokenizer_is_refused_at_open(name, small_spec, tmp_path):
+    _native.Tokenizer.open(variant(small_spec, tmp_path, "unchanged", lambda spec: None))
     change, message = UNSUPPORTED[name]
-    path = variant(qwen_json, tmp_path, name.replace(" ", "_"), change)
+    path = variant(small_spec, tmp_path, name.replace(" ", "_"), change)
     with pytest.raises(ValueError, match=message.replace("\\", "\\\\").replace("|", r"\|").replace("+", r"\+")):
         _native.Tokenizer.open(path)
 
@@ -359,7 +374,7 @@ def test_bad_input_is_a_status_not_a_crash(qwen_json):
     ten_mb = ("def f(x):\n    return x  # " + "é" * 20 + " <|im_end|>\n" + " " * 300 + "\n") * 28_000
     assert len(ten_mb.encode()) > 10_000_000
     assert native.encode(ten_mb) == hf.encode(ten_mb).ids
-    runs = "x" * 1_000_000 + " " * 1_000_000 + "\n" * 1_000_000 + "7" * 100_000  # one pre-token each
+    runs = "x" * 300_000 + " " * 300_000 + "\n" * 300_000 + "7" * 30_000  # long single pre-tokens
     assert native.encode(runs) == hf.encode(runs).ids
 
 

@@ -24,6 +24,7 @@ const char* tokenizer_code_name(TokenizerCode code) {
     case TokenizerCode::unsupported: return "unsupported";
     case TokenizerCode::invalid_utf8: return "invalid_utf8";
     case TokenizerCode::out_of_memory: return "out_of_memory";
+    case TokenizerCode::internal_error: return "internal_error";
   }
   return "?";
 }
@@ -518,7 +519,9 @@ TokenizerStatus Tokenizer::from_json(std::string_view text, std::unique_ptr<Toke
   } catch (const std::bad_alloc&) {
     return failure(TokenizerCode::out_of_memory, std::string(origin) + ": out of memory while reading");
   } catch (const std::exception& e) {
-    return failure(TokenizerCode::invalid_json, std::string(origin) + ": " + e.what());
+    return failure(TokenizerCode::internal_error, std::string(origin) + ": " + e.what());
+  } catch (...) {
+    return failure(TokenizerCode::internal_error, std::string(origin) + ": unknown exception");
   }
 }
 
@@ -533,7 +536,9 @@ TokenizerStatus Tokenizer::open(const std::string& path, std::unique_ptr<Tokeniz
   } catch (const std::bad_alloc&) {
     return failure(TokenizerCode::out_of_memory, path + ": out of memory while reading");
   } catch (const std::exception& e) {
-    return failure(TokenizerCode::io_error, path + ": " + e.what());
+    return failure(TokenizerCode::internal_error, path + ": " + e.what());
+  } catch (...) {
+    return failure(TokenizerCode::internal_error, path + ": unknown exception");
   }
 }
 
@@ -550,6 +555,9 @@ TokenizerStatus Tokenizer::encode(std::string_view utf8, std::vector<std::int32_
     ids->clear();
     return failure(TokenizerCode::out_of_memory,
                    "out of memory encoding " + std::to_string(utf8.size()) + " bytes");
+  } catch (const std::exception& e) {
+    ids->clear();
+    return failure(TokenizerCode::internal_error, e.what());
   }
 }
 
@@ -574,12 +582,9 @@ std::vector<TokenizerStatus> Tokenizer::encode_batch(const std::vector<std::stri
   std::vector<std::thread> pool;
   try {
     for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  } catch (const std::exception&) {
-    // Could not start more threads: the ones running and this one still cover every index below.
-    for (unsigned t = static_cast<unsigned>(pool.size()) + 1; t < threads; ++t) {
-      for (std::size_t i = t; i < texts.size(); i += threads)
-        statuses[i] = encode(texts[i], &(*ids)[i], add_special_tokens);
-    }
+  } catch (...) {
+    // Could not start every thread: this one takes the shares of those that did not start.
+    for (unsigned t = static_cast<unsigned>(pool.size()) + 1; t < threads; ++t) work(t);
   }
   work(0);
   for (auto& th : pool) th.join();

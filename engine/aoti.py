@@ -17,12 +17,15 @@ import platform
 import tempfile
 from pathlib import Path
 
+import warnings
+
 import torch
 
 from codescaler.backends.decoder import Arch, PostAttention, PreAttention
 
 PACKAGE = "blocks.pt2"
-MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1; smaller batches run eagerly
+WEIGHTS = "weights.safetensors"
+MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1; one-token passes run eagerly
 
 
 def _examples(arch: Arch, n: int = 64):
@@ -60,7 +63,8 @@ def build_package(arch: Arch, out: Path) -> Path:
     pre_shapes = ({0: tokens}, {0: tokens}, {0: tokens}, (None,) * (len(pre_args) - 3))  # *weights
     post_shapes = ({0: tokens}, {2: tokens}) + (None,) * (len(post_args) - 2)
     files = {}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # export's deprecation chatter, not the user's concern
         for name, module, args, shapes in (("pre", PreAttention(arch), pre_args, pre_shapes),
                                            ("post", PostAttention(arch), post_args, post_shapes)):
             program = export(module, args, dynamic_shapes=shapes)

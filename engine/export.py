@@ -1,4 +1,6 @@
-"""``codescaler export``: a Hugging Face reward-model folder to an engine directory (ONNX graph + manifest)."""
+"""``codescaler export``: a Hugging Face reward-model folder to an engine directory: an ONNX graph
+(``--format onnx``) or the compiled decoder blocks and weights (``--format aoti``), with the tokenizer
+and a manifest either way."""
 
 from __future__ import annotations
 
@@ -44,6 +46,96 @@ def _score_matmul_nodes(model_path: Path) -> list[str]:
             if inp in heads or (src is not None and src.op_type == "Transpose" and src.input[0] in heads):
                 names.append(n.name)
     return names
+
+
+def _manifest(model: Path, cfg: dict, tokenizer, template, work: Path, *, dtype: str, max_length: int,
+              architecture: str, export_seconds: float) -> dict:
+    """The manifest fields every engine kind shares; ``files`` lists what ``work`` holds now."""
+    import torch
+
+    text_cfg = cfg.get("text_config", cfg)
+    splice = template.splice
+    return {
+        "format_version": FORMAT_VERSION,
+        "source_model": str(model.resolve()),
+        "config_sha256": config_hash(model),
+        "config": cfg,
+        "architecture": architecture,
+        "dtype": dtype,
+        "pad_id": text_cfg.get("pad_token_id"),
+        "eos_id": text_cfg.get("eos_token_id"),
+        "pooling": {"kind": "last_non_pad", "gather_before_final_norm": True, "num_labels": 1},
+        "max_length": max_length,
+        "chat_template": tokenizer.chat_template,
+        "template_splice": template.fast,
+        # How (question, code) renders: head + question + middle + code + tail, verified on the probes of
+        # codescaler.template; null when the template cannot be reproduced by splicing.
+        "template": None if splice is None else {"head": splice.head, "middle": splice.middle, "tail": splice.tail},
+        "tokenizer": {
+            "pad_id": tokenizer.pad_token_id,
+            "size": len(tokenizer),
+            "probes": {t: list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in TOKENIZER_PROBES},
+        },
+        "files": {p.name: {"size": p.stat().st_size} for p in sorted(work.iterdir()) if p.is_file()},
+        "export_seconds": round(export_seconds, 2),
+        "versions": {"torch": torch.__version__},
+    }
+
+
+def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None, max_length: int = 4096,
+                log=print) -> EngineDir:
+    """Export ``model`` into engine directory ``out`` as the compiled decoder blocks (AOTInductor, for this
+    machine's CPU and torch build) plus the weights at ``dtype`` (default: this CPU's default dtype)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    from codescaler.backends.decoder import Arch
+    from codescaler.backends.torch_backend import check_model_dir, default_dtype, load_state, torch_dtype
+    from codescaler.template import ChatTemplate
+
+    from .aoti import PACKAGE, WEIGHTS, cached_package, machine_key
+
+    model, out = Path(model), Path(out)
+    cfg = check_model_dir(model)
+    if dtype is None:
+        dtype = default_dtype("cpu")[0]
+    tdtype = torch_dtype(dtype)
+    dtype = str(tdtype).removeprefix("torch.")
+    arch = Arch.from_config(cfg, dtype, source=str(model / "config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    template = ChatTemplate(tokenizer, source=str(model))
+    state = load_state(model, tdtype, torch.device("cpu"))
+    layers = int(cfg.get("text_config", cfg)["num_hidden_layers"])
+    wanted = {"score.weight"} | {f"model.{n}" for n in ("embed_tokens.weight", "norm.weight")} | {
+        f"model.layers.{i}.{n}" for i in range(layers) for n in arch.pre_names() + arch.post_names()}
+    missing = sorted(k for k in wanted if k not in state and k.removeprefix("model.") not in state)
+    if missing:
+        raise ModelLoadError(f"{model}: the weights lack {', '.join(missing[:5])}")
+    kept = {k: v.contiguous() for k, v in state.items() if k in wanted or "model." + k in wanted}
+
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
+    try:
+        started = time.perf_counter()
+        shutil.copyfile(cached_package(arch, notify=log), work / PACKAGE)
+        save_file(kept, str(work / WEIGHTS))
+        export_seconds = time.perf_counter() - started
+        shutil.copyfile(model / "config.json", work / "config.json")
+        tokenizer.save_pretrained(work)
+        manifest = _manifest(model, cfg, tokenizer, template, work, dtype=dtype, max_length=max_length,
+                             architecture=(cfg.get("architectures") or ["?"])[0], export_seconds=export_seconds)
+        manifest.update({"format": "aoti", "package": PACKAGE, "weights": WEIGHTS, "arch": arch.key(),
+                         "machine": json.loads(machine_key())})
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        for p in work.iterdir():
+            os.replace(p, out / p.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    engine = EngineDir.open(out)
+    size = sum(m["size"] for m in engine.manifest["files"].values())
+    log(f"exported {model} -> {out} (AOTInductor, {dtype}) in {export_seconds:.1f} s, {size / 1e6:.1f} MB")
+    return engine
 
 
 def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", quantize: str | None = None,
@@ -114,33 +206,10 @@ def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", q
         export_seconds = time.perf_counter() - started
 
         tokenizer.save_pretrained(work)
-        files = {p.name: {"size": p.stat().st_size} for p in sorted(work.iterdir()) if p.is_file()}
-        text_cfg = hf.config.get_text_config()
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "source_model": str(model.resolve()),
-            "config_sha256": config_hash(model),
-            "config": cfg,
-            "architecture": type(hf).__name__,
-            "dtype": dtype,
-            "quantization": quantize,
-            "pad_id": text_cfg.pad_token_id,
-            "eos_id": text_cfg.eos_token_id,
-            "pooling": {"kind": "last_non_pad", "gather_before_final_norm": True, "num_labels": 1},
-            "max_length": max_length,
-            "chat_template": tokenizer.chat_template,
-            "template_splice": template.fast,
-            "inputs": list(INPUTS),
-            "outputs": list(OUTPUTS),
-            "tokenizer": {
-                "pad_id": tokenizer.pad_token_id,
-                "size": len(tokenizer),
-                "probes": {t: list(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in TOKENIZER_PROBES},
-            },
-            "files": files,
-            "export_seconds": round(export_seconds, 2),
-            "versions": {"torch": torch.__version__, "onnx": __import__("onnx").__version__},
-        }
+        manifest = _manifest(model, cfg, tokenizer, template, work, dtype=dtype, max_length=max_length,
+                             architecture=type(hf).__name__, export_seconds=export_seconds)
+        manifest.update({"quantization": quantize, "inputs": list(INPUTS), "outputs": list(OUTPUTS)})
+        manifest["versions"]["onnx"] = __import__("onnx").__version__
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         for p in work.iterdir():
             os.replace(p, out / p.name)

@@ -1,4 +1,6 @@
-"""The engine directory: ``manifest.json``, the tokenizer files and the model graph (``model.onnx``).
+"""The engine directory: ``manifest.json``, the tokenizer files and the model: an ONNX graph
+(``model.onnx``) or, for ``"format": "aoti"``, the compiled decoder blocks (``blocks.pt2``) and the
+weights (``weights.safetensors``).
 
 ``EngineDir.open`` validates a directory completely before any session is created, and every failure
 names the file at fault.
@@ -42,6 +44,24 @@ class EngineDir:
     @property
     def graph(self) -> Path:
         return self.path / GRAPH
+
+    @property
+    def kind(self) -> str:
+        """``"onnx"`` (an ONNX graph, TensorRT plan optional) or ``"aoti"`` (compiled blocks + weights)."""
+        return self.manifest.get("format", "onnx")
+
+    def check_machine(self) -> None:
+        """A compiled package runs only where it was compiled for: the same torch build and CPU features
+        (a package using instructions this CPU lacks would crash, not fail)."""
+        from codescaler.engine.aoti import machine_key
+
+        here = json.loads(machine_key())
+        there = self.manifest.get("machine")
+        if there != here:
+            diff = [f"{k}: engine {there.get(k) if isinstance(there, dict) else None!r}, here {v!r}"
+                    for k, v in here.items() if not isinstance(there, dict) or there.get(k) != v]
+            raise ModelLoadError(f"{self.path / MANIFEST}: compiled for another machine ({'; '.join(diff)}); "
+                                 "re-export it here with codescaler export --format aoti")
 
     @property
     def max_length(self) -> int:

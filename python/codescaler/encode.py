@@ -4,7 +4,44 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import threading
+from pathlib import Path
+
 from .template import ChatTemplate
+
+
+class RustTokenizer:
+    """The part of a Hugging Face fast tokenizer the encoder uses, over the ``tokenizers`` library alone:
+    what an engine directory loads, so that loading imports no transformers. Calls are what
+    ``PreTrainedTokenizerFast.__call__`` does: ``encode_batch`` with the tokenizer's own truncation."""
+
+    def __init__(self, path: Path, pad_token_id: int | None):
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(path))
+        self._tok.no_padding()
+        self._tok.no_truncation()
+        self._lock = threading.Lock()  # truncation is tokenizer state
+        self.pad_token_id = pad_token_id
+        self.truncation_side = "right"
+
+    def __len__(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def __call__(self, texts, *, truncation: bool = False, max_length: int | None = None,
+                 add_special_tokens: bool = True, return_offsets_mapping: bool = False) -> dict:
+        one = isinstance(texts, str)
+        with self._lock:
+            if truncation:
+                self._tok.enable_truncation(max_length, direction=self.truncation_side)
+            try:
+                encs = self._tok.encode_batch([texts] if one else list(texts), add_special_tokens=add_special_tokens)
+            finally:
+                self._tok.no_truncation()
+        out = {"input_ids": [e.ids for e in encs]}
+        if return_offsets_mapping:
+            out["offset_mapping"] = [e.offsets for e in encs]
+        return {k: v[0] for k, v in out.items()} if one else out
 
 
 def pool_index(ids: Sequence[int], pad_id: int | None) -> int:

@@ -104,6 +104,12 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def _auto_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer
+
+
 def _load_tokenizer(auto, path: Path):
     try:
         return auto.from_pretrained(path)
@@ -114,11 +120,11 @@ def _load_tokenizer(auto, path: Path):
 class RewardModel:
     """A CodeScaler reward model ready to score. Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, backend, tokenizer, *, source: str, options: dict):
+    def __init__(self, backend, tokenizer, *, source: str, options: dict, template: ChatTemplate | None = None):
         self.backend = backend
         self.source = source
         self.options = options
-        self.template = ChatTemplate(tokenizer, source=source)
+        self.template = template or ChatTemplate(tokenizer, source=source)
         self.encoder = Encoder(tokenizer, self.template, options["max_length"], options["truncation"])
         self.last_plan = None
 
@@ -153,8 +159,6 @@ class RewardModel:
         - ``threads``: CPU threads for the model (``torch.set_num_threads`` is process-wide) and for
           extraction. ``compile`` (torch on CPU): ``"auto"`` runs the decoder blocks compiled by AOTInductor, built once per machine and layer shape and cached; ``"off"`` runs them eagerly.
         """
-        from transformers import AutoTokenizer
-
         from codescaler.engine.format import EngineDir
 
         from .tiny import resolve_model
@@ -167,9 +171,12 @@ class RewardModel:
         if EngineDir.is_engine(path):
             from .backends.onnx_backend import OnnxBackend
 
-            if backend not in ("auto", "onnx", "tensorrt"):
-                raise InputError(f"{path} is an engine directory; it runs on backend 'onnx', not {backend!r}")
             engine = EngineDir.open(path)
+            kind = engine.kind
+            allowed = ("auto", "torch") if kind == "aoti" else ("auto", "onnx", "tensorrt")
+            if backend not in allowed:
+                raise InputError(f"{path} is an engine directory ({kind}); it runs on backend "
+                                 f"{allowed[1]!r}, not {backend!r}")
             if backend == "auto" and "tensorrt" in engine.manifest and _cuda_available():
                 backend = "tensorrt"
             if checked["dtype"] is not None and checked["dtype"] != engine.manifest["dtype"]:
@@ -180,9 +187,26 @@ class RewardModel:
             elif max_length > engine.max_length:
                 raise InputError(f"max_length {max_length} exceeds the engine's {engine.max_length} "
                                  f"({path / 'manifest.json'}); re-export with --max-length {max_length}")
-            tokenizer = _load_tokenizer(AutoTokenizer, path)
+            template = None
+            if kind == "aoti" and engine.manifest.get("template"):
+                from .encode import RustTokenizer
+                from .template import Splice
+
+                tokenizer = RustTokenizer(path / "tokenizer.json", engine.manifest["tokenizer"]["pad_id"])
+                template = ChatTemplate(None, splice=Splice(**engine.manifest["template"]))
+            else:
+                tokenizer = _load_tokenizer(_auto_tokenizer(), path)
             engine.check_tokenizer(tokenizer)
-            if backend == "tensorrt":
+            if kind == "aoti":
+                from .backends.torch_backend import TorchBackend
+
+                engine.check_machine()
+                if threads is not None:
+                    import torch
+
+                    torch.set_num_threads(threads)
+                runner = TorchBackend.from_engine(engine)
+            elif backend == "tensorrt":
                 from codescaler.engine.tensorrt import TensorRTBackend
 
                 runner = TensorRTBackend(engine)
@@ -195,7 +219,7 @@ class RewardModel:
                 raise InputError(f"{path} is a Hugging Face folder; backend {backend!r} needs an engine directory "
                                  f"(codescaler export --model {path} --out ENGINE_DIR)")
             check_model_dir(path)
-            tokenizer = _load_tokenizer(AutoTokenizer, path)
+            tokenizer = _load_tokenizer(_auto_tokenizer(), path)
             if threads is not None:
                 import torch
 
@@ -205,7 +229,8 @@ class RewardModel:
         checked["backend"] = runner.name
         checked["dtype"] = runner.dtype
         checked["max_length"] = checked["max_length"] or 4096
-        return cls(runner, tokenizer, source=str(path), options=checked)
+        return cls(runner, tokenizer, source=str(path), options=checked,
+                   template=template if EngineDir.is_engine(path) else None)
 
     @property
     def max_length(self) -> int:

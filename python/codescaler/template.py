@@ -50,7 +50,10 @@ class Splice:
 class ChatTemplate:
     """Renders (question, code) exactly as ``tokenizer.apply_chat_template`` would, fast when safe."""
 
-    def __init__(self, tokenizer, *, source: str = "tokenizer"):
+    def __init__(self, tokenizer, *, source: str = "tokenizer", splice: Splice | None = None):
+        if splice is not None:  # recorded (and verified) at export: an engine directory
+            self._tokenizer, self._bos, self.splice = None, None, splice
+            return
         if not getattr(tokenizer, "chat_template", None):
             raise TemplateError(f"{source}: the tokenizer has no chat_template; a reward model needs one")
         self._tokenizer = tokenizer
@@ -65,6 +68,8 @@ class ChatTemplate:
 
     def render_reference(self, question: str, code: str) -> str:
         """The template's own text, with a leading BOS removed as the model card does (the tokenizer adds it)."""
+        if self._tokenizer is None:
+            return self.splice.join(question, code)
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": code}]
         try:
             text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)

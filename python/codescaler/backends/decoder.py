@@ -227,9 +227,11 @@ class PackedDecoder:
         hidden = self.embed[ids]
         cos, sin = self.rope(pos, hidden)
         spans = list(_spans(units))
+        # Compiled blocks take 2 tokens or more (export specialises sizes 0 and 1).
+        pre, post = (self.pre, self.post) if len(ids) >= 2 else (PreAttention(self.arch), PostAttention(self.arch))
         for pre_w, post_w in self.layers:
-            q, k, v = self.pre(hidden, cos, sin, *pre_w)
-            hidden = self.post(hidden, self.attend(q, k, v, spans), *post_w)
+            q, k, v = pre(hidden, cos, sin, *pre_w)
+            hidden = post(hidden, self.attend(q, k, v, spans), *post_w)
         return hidden, rows
 
     def scores(self, units: Sequence[Unit]) -> torch.Tensor:

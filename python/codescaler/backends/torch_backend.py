@@ -98,6 +98,16 @@ def load_state(path: Path, dtype, device) -> dict:
         raise ModelLoadError(f"{path}: cannot read the weights ({exc})") from exc
 
 
+def load_state_file(file: Path, where: Path) -> dict:
+    """The tensors of one safetensors file as stored (an engine's weights are already at its dtype)."""
+    try:
+        from safetensors.torch import load_file
+
+        return load_file(file, device="cpu")
+    except Exception as exc:
+        raise ModelLoadError(f"{file}: cannot read the weights ({exc})") from exc
+
+
 def _rope(cfg: dict, path: Path):
     """Hugging Face's rotary frequencies for this config: the default formula here, other static rope types
     (linear, llama3, yarn, ...) from transformers' own initialisers; position-dependent ones are refused."""
@@ -127,33 +137,53 @@ class TorchBackend:
     packs = True
 
     def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: str = "auto"):
+        """A Hugging Face model folder, its blocks compiled once per machine (``compile="auto"``) or eager."""
         import torch
-
-        from .decoder import Arch, PackedDecoder, PostAttention, PreAttention
 
         path = Path(path)
         cfg = check_model_dir(path)
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.dtype_reason = "asked for"
+        reason = "asked for"
         if dtype is None:
-            dtype, self.dtype_reason = default_dtype(str(device))
-            self.dtype_reason = "default: " + self.dtype_reason
+            dtype, reason = default_dtype(str(device))
+            reason = "default: " + reason
         tdtype = torch_dtype(dtype)
-        self.dtype = str(tdtype).removeprefix("torch.")
-        arch = Arch.from_config(cfg, self.dtype, source=str(path / "config.json"))
-        state = load_state(path, tdtype, self.device)
+        self._build(path, cfg, load_state(path, tdtype, torch.device(device)), str(tdtype).removeprefix("torch."),
+                    torch.device(device), compile=compile, package=None)
+        self.dtype_reason = reason
+
+    @classmethod
+    def from_engine(cls, engine) -> "TorchBackend":
+        """An engine directory exported with ``--format aoti``: weights at the engine's dtype and the
+        compiled package it carries; nothing is compiled."""
+        import torch
+
+        from codescaler.engine.aoti import WEIGHTS
+
+        self = cls.__new__(cls)
+        m = engine.manifest
+        state = load_state_file(engine.path / WEIGHTS, engine.path)
+        self._build(engine.path, m["config"], state, m["dtype"], torch.device("cpu"), compile="package",
+                    package=engine.path / m["package"])
+        self.dtype_reason = "fixed at export"
+        return self
+
+    def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device, *, compile: str, package) -> None:
+        from .decoder import Arch, PackedDecoder, PostAttention, PreAttention
+
+        self.device = device
+        self.dtype = dtype
+        arch = Arch.from_config(cfg, dtype, source=str(path / "config.json"))
         if "score.weight" not in state:
             raise ModelLoadError(f"{path}: the weights have no score head (score.weight missing)")
         if state["score.weight"].shape[0] != 1:
             raise ModelLoadError(f"{path}: the score head has {state['score.weight'].shape[0]} outputs; expected 1")
         text = cfg.get("text_config", cfg)
-        layers = int(text["num_hidden_layers"])
         prefix = "model." if "model.embed_tokens.weight" in state else ""
 
-        def take(names, i):
-            keys = [f"{prefix}layers.{i}.{n}" for n in names]
+        def take(names, i=None):
+            keys = [f"{prefix}{n}" if i is None else f"{prefix}layers.{i}.{n}" for n in names]
             missing = [k for k in keys if k not in state]
             if missing:
                 raise ModelLoadError(f"{path}: the weights lack {', '.join(missing)}")
@@ -161,21 +191,17 @@ class TorchBackend:
 
         pre, post = PreAttention(arch), PostAttention(arch)
         self.compiled = "eager"
-        if compile != "off" and self.device.type == "cpu":
+        if compile != "off" and device.type == "cpu":
             from codescaler.engine import aoti
 
-            package = aoti.cached_package(arch)
+            if package is None:
+                package = aoti.cached_package(arch)
             pre, post = aoti.load_package(package)
-            self.compiled = f"AOTInductor {package}"
+            self.compiled = f"AOTInductor ({package})"
+        embed, norm = take(["embed_tokens.weight", "norm.weight"])
         self.decoder = PackedDecoder(
-            arch,
-            embed=state[f"{prefix}embed_tokens.weight"],
-            layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(layers)],
-            norm=state[f"{prefix}norm.weight"],
-            score=state["score.weight"],
-            rope=_rope(cfg, path),
-            pre=pre,
-            post=post,
+            arch, embed=embed, norm=norm, score=state["score.weight"], rope=_rope(cfg, path), pre=pre, post=post,
+            layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(int(text["num_hidden_layers"]))],
         )
         self.arch = arch
         self.pad_id = text.get("pad_token_id", cfg.get("pad_token_id"))

@@ -1,0 +1,152 @@
+"""The compiled decoder blocks (AOTInductor) and the `--format aoti` engine directory: parity with Hugging
+Face's forward (float32 ≤1e-4, bfloat16 within 0.05), with the eager blocks they were compiled from, and
+loading that compiles nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from codescaler import ModelLoadError, RewardModel
+from codescaler.backends.decoder import Arch, PostAttention, PreAttention
+from codescaler.engine import aoti
+from codescaler.engine.export import export_aoti
+from conftest import fenced
+from test_model import HFReference, _pairs
+
+
+def _workload(humaneval, seed):
+    qs, codes = _pairs(humaneval, 6, seed=seed)
+    q = qs[0]
+    group = [(humaneval[i]["prompt"] + humaneval[i]["canonical_solution"]).strip() for i in (3, 4, 5)]
+    return qs + [q] * 3, codes + group  # lone pairs and one shared-question group
+
+
+@pytest.fixture(scope="module")
+def engines(model_dirs, tmp_path_factory):
+    out = {}
+    for name, dtype in (("qwen3-odd-96", "float32"), ("qwen2-64", "float32"), ("llama-64", "float32"),
+                        ("qwen3-odd-96", "bfloat16")):
+        out[name, dtype] = export_aoti(model_dirs[name], tmp_path_factory.mktemp("aoti") / "e", dtype=dtype,
+                                       log=lambda *_: None)
+    return out
+
+
+@pytest.mark.parametrize("name", ["qwen3-odd-96", "qwen2-64", "llama-64"])
+def test_engine_equals_hf_float32(engines, model_dirs, humaneval, name):
+    engine = engines[name, "float32"]
+    qs, codes = _workload(humaneval, seed=len(name))
+    m = RewardModel.from_pretrained(engine.path)
+    assert m.backend_name == "torch" and m.dtype == "float32" and "AOTInductor" in m.backend.compiled
+    got = m.score_code(qs, codes)
+    assert m.last_plan.shared, "the workload has a shared question"
+    ref = HFReference(model_dirs[name])
+    want = [ref.one(q, c) for q, c in zip(qs, codes)]
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
+
+
+def test_engine_bfloat16_within_tolerance_of_hf_float32(engines, model_dirs, humaneval):
+    m = RewardModel.from_pretrained(engines["qwen3-odd-96", "bfloat16"].path)
+    assert m.dtype == "bfloat16"
+    qs, codes = _workload(humaneval, seed=7)
+    ref = HFReference(model_dirs["qwen3-odd-96"])
+    got = m.score_code(qs, codes)
+    assert max(abs(a - ref.one(q, c)) for a, q, c in zip(got, qs, codes)) <= 0.05
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_compiled_blocks_equal_the_eager_blocks(dtype):
+    """Odd token counts, including the smallest the package takes, against the modules they came from."""
+    arch = Arch(hidden=96, intermediate=200, heads=3, kv_heads=1, head_dim=40, eps=1e-6, qk_norm=True,
+                qkv_bias=False, dtype=dtype)
+    pre, post = aoti.load_package(aoti.cached_package(arch))
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    for n in (aoti.MIN_TOKENS, 3, 97):
+        pre_args, post_args = aoti._examples(arch, n)
+        with torch.inference_mode():
+            for got, want in zip(pre(*pre_args), PreAttention(arch)(*pre_args)):
+                assert got.shape == want.shape and got.is_contiguous()
+                assert (got.float() - want.float()).abs().max().item() <= tol * max(1.0, want.abs().max().item())
+            got, want = post(*post_args), PostAttention(arch)(*post_args)
+            assert (got.float() - want.float()).abs().max().item() <= tol * max(1.0, want.abs().max().item())
+
+
+def test_one_token_pass_runs_eagerly(tmp_path):
+    """A one-token forward (below what the package takes) still scores, equal to the eager path."""
+    from codescaler import tiny
+
+    d = tiny.save_random_reward_model(tmp_path / "m", chat_template="{%- for m in messages -%}{{- m.content -}}{%- endfor -%}",
+                                      seed=4)
+    m = RewardModel.from_pretrained(d, dtype="float32")
+    eager = RewardModel.from_pretrained(d, dtype="float32", compile="off")
+    assert "AOTInductor" in m.backend.compiled and eager.backend.compiled == "eager"
+    assert abs(m.score_code([""], ["x"])[0] - eager.score_code([""], ["x"])[0]) <= 1e-5
+
+
+def test_engine_loads_without_compiling(engines, humaneval, tmp_path):
+    """In a fresh process: the engine loads and scores with no Inductor compiler imported and no cache."""
+    engine = engines["qwen3-odd-96", "float32"]
+    qs, codes = _workload(humaneval, seed=3)
+    want = RewardModel.from_pretrained(engine.path).score_code(qs, codes)
+    script = (
+        "import json, sys, time\n"
+        "from codescaler import RewardModel\n"
+        "from codescaler.engine import aoti\n"
+        "def refuse(*a, **k): raise AssertionError('compiled at load')\n"
+        "aoti.build_package = aoti.cached_package = refuse\n"
+        "qs, codes = json.load(sys.stdin)\n"
+        f"m = RewardModel.from_pretrained({str(engine.path)!r})\n"
+        "got = m.score_code(qs, codes)\n"
+        "print(json.dumps({'got': got, 'inductor': [k for k in sys.modules if k.startswith('torch._inductor.compile')]}))\n"
+    )
+    env = dict(os.environ, CODESCALER_CACHE=str(tmp_path / "empty-cache"))
+    run = subprocess.run([sys.executable, "-c", script], input=json.dumps([qs, codes]), capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["inductor"] == []
+    assert not (tmp_path / "empty-cache" / "aoti").exists()
+    assert max(abs(a - b) for a, b in zip(out["got"], want)) <= 1e-6
+
+
+def test_engine_for_another_machine_is_refused(engines, tmp_path):
+    import shutil
+
+    src = engines["llama-64", "float32"].path
+    dst = tmp_path / "moved"
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["machine"]["torch"] = "1.0.0"
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelLoadError, match="compiled for another machine.*torch"):
+        RewardModel.from_pretrained(dst)
+    with pytest.raises(Exception, match="runs on backend 'torch'"):
+        RewardModel.from_pretrained(src, backend="onnx")
+
+
+def test_damaged_package_is_refused(engines, tmp_path):
+    import shutil
+
+    dst = tmp_path / "damaged"
+    shutil.copytree(engines["llama-64", "float32"].path, dst)
+    with open(dst / aoti.PACKAGE, "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(ModelLoadError, match="blocks.pt2"):
+        RewardModel.from_pretrained(dst)
+
+
+def test_cli_exports_aoti(tmp_path):
+    out = tmp_path / "e"
+    run = subprocess.run([sys.executable, "-m", "codescaler.cli", "export", "--model", "tiny", "--out", str(out),
+                          "--format", "aoti", "--dtype", "float32"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "aoti" and manifest["dtype"] == "float32"
+    assert (out / "blocks.pt2").is_file() and (out / "weights.safetensors").is_file()
+    assert Path(manifest["source_model"]).name == "tiny-qwen3-rm"

@@ -329,17 +329,18 @@ def _replay(body: bytes, receive):
 
 # ------------------------------------------------------------------------------------------------ app
 
-def create_app(model_or_factory, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(model_or_factory, settings: ServeSettings | None = None, *, scheduler_class=Scheduler) -> FastAPI:
     """The server's ASGI app. ``model_or_factory``: a ``RewardModel`` or a zero-argument callable
     returning one, loaded and warmed on the model thread at startup (``/health`` answers 503 until then).
-    ``app.state.scheduler`` exposes the scheduler (``.loaded``, ``.error``, ``.model``)."""
+    ``app.state.scheduler`` exposes the scheduler (``.loaded``, ``.error``, ``.model``); ``scheduler_class``
+    takes ``Scheduler``'s arguments (Ray Serve's app passes one whose batches ``@serve.batch`` forms)."""
     from contextlib import asynccontextmanager
 
     settings = settings or ServeSettings()
     metrics = ServeMetrics()
-    scheduler = Scheduler(model_or_factory, window_s=settings.batch_window_ms / 1000 if settings.batching else 0.0,
-                          max_batch_tokens=settings.max_batch_tokens_in_flight, max_batch_items=settings.max_items,
-                          max_queue=settings.max_queue, merge=settings.batching, metrics=metrics)
+    scheduler = scheduler_class(model_or_factory, window_s=settings.batch_window_ms / 1000 if settings.batching else 0.0,
+                                max_batch_tokens=settings.max_batch_tokens_in_flight, max_batch_items=settings.max_items,
+                                max_queue=settings.max_queue, merge=settings.batching, metrics=metrics)
 
     @asynccontextmanager
     async def lifespan(_app):

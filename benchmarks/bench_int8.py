@@ -4,6 +4,9 @@
 bfloat16 and float32 ``F.linear`` in the same run (interleaved repetitions, best of each), with each
 candidate's error against a float64 product.
 
+``speed``: Hugging Face's forward at CodeScaler-1.7B's layer shapes (random weights, a few layers) in
+float32, bfloat16 and int8, timed in the same run.
+
 ``model``: a trained reward model run through Hugging Face's own forward in float32 (the reference),
 bfloat16, and int8 (``codescaler.backends.int8.quantize_model_``) with float32 or bfloat16 activations, on
 HumanEval groups (the canonical solution and single-edit mutants, as ``codescaler eval bon --data
@@ -12,6 +15,7 @@ humaneval`` builds them): within-group pairwise order agreement and top-1 agreem
 
     python benchmarks/bench_int8.py kernels [--threads 2] [--reps 3]
     python benchmarks/bench_int8.py model --model DIR [--candidates 8] [--limit N] [--max-length 1024]
+    python benchmarks/bench_int8.py speed [--layers 2] [--batch 4] [--seq 1024]
 """
 
 from __future__ import annotations
@@ -98,7 +102,8 @@ def run_kernels(args) -> None:
         w = torch.randn(n, k, generator=g) / k**0.5
         ref = x.double() @ w.double().t()
         cands = kernel_candidates(x, w)
-        peak = {"bf16 2048^3 peak": lambda: torch.mm(*[torch.randn(peak_n, peak_n).bfloat16()] * 2)}
+        a = torch.randn(peak_n, peak_n, generator=g).bfloat16()
+        peak = {"bf16 2048^3 peak": lambda: torch.mm(a, a)}
         times = _interleaved_best({name: fn for name, (_, fn) in cands.items()} | peak, args.reps)
         flops = 2 * m * k * n
         bf16 = times["bfloat16 F.linear"]
@@ -253,6 +258,36 @@ def run_model(args) -> None:
           f"gap among pairs whose order flipped)")
 
 
+def run_speed(args) -> None:
+    """Forward time at CodeScaler-1.7B's layer shapes (random weights, ``--layers`` of its 28 layers, a
+    small vocabulary: the embedding lookup is not what is timed)."""
+    from transformers import Qwen3Config, Qwen3ForSequenceClassification
+
+    config = Qwen3Config(vocab_size=4096, hidden_size=2048, intermediate_size=6144, num_hidden_layers=args.layers,
+                         num_attention_heads=16, num_key_value_heads=8, head_dim=128, num_labels=1, pad_token_id=0)
+    torch.manual_seed(0)
+    base = Qwen3ForSequenceClassification(config).eval()
+    ids = torch.randint(1, 4096, (args.batch, args.seq), generator=torch.Generator().manual_seed(0))
+    models = {
+        "float32": base,
+        "bfloat16": copy.deepcopy(base).to(torch.bfloat16),
+        "int8, bfloat16 activations": int8.quantize_model_(copy.deepcopy(base)).to(torch.bfloat16),
+        "int8, float32 activations": int8.quantize_model_(copy.deepcopy(base)),
+    }
+
+    def forward(model):
+        with torch.inference_mode():
+            return model(input_ids=ids).logits
+
+    times = _interleaved_best({name: (lambda m=m: forward(m)) for name, m in models.items()}, args.reps)
+    tokens = args.batch * args.seq
+    print(f"HF forward, 1.7B layer shapes x {args.layers} layers, {args.batch} x {args.seq} tokens, "
+          f"threads {torch.get_num_threads()}, best of {args.reps} (interleaved)")
+    print(f"{'variant':<28} {'s':>8} {'tokens/s':>9} {'vs bf16':>8}")
+    for name, t in times.items():
+        print(f"{name:<28} {t:8.2f} {tokens / t:9.0f} {times['bfloat16'] / t:7.2f}x")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -265,12 +300,17 @@ def main(argv=None) -> None:
     m.add_argument("--limit", type=int, default=None, help="first N HumanEval problems")
     m.add_argument("--max-length", type=int, default=1024)
     m.add_argument("--batch-tokens", type=int, default=8192, help="padded tokens per forward batch")
+    sp = sub.add_parser("speed", help="HF forward time at CodeScaler-1.7B's layer shapes, random weights")
+    sp.add_argument("--layers", type=int, default=2)
+    sp.add_argument("--batch", type=int, default=4)
+    sp.add_argument("--seq", type=int, default=1024)
+    sp.add_argument("--reps", type=int, default=3)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     ok, why = int8.int8_supported()
     if not ok:
         raise SystemExit(f"int8 is not available here: {why}")
-    run_kernels(args) if args.part == "kernels" else run_model(args)
+    {"kernels": run_kernels, "model": run_model, "speed": run_speed}[args.part](args)
 
 
 if __name__ == "__main__":

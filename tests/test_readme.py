@@ -1,7 +1,9 @@
 """Every code example in README.md runs as written: Python blocks are executed, `codescaler` command
 lines are run, curl examples are sent to a `codescaler serve` the test starts, and every other shell
 line must be one that `.ci/run` runs verbatim. The RL section's ```yaml and ```shell blocks (framework
-launch settings that need a GPU cluster) are checked by tests/test_integrations.py."""
+launch settings that need a GPU cluster) are checked by tests/test_integrations.py, and the "More than one
+machine" section's ```shell block (Ray: the extra, `score --ray` locally and on a cluster, `serve run`) is run
+as written by tests/test_ray.py."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from codescaler.backends.decoder import Arch, PostAttention, PreAttention
+from codescaler.backends.decoder import BLOCKS_VERSION, Arch, PostAttention, PreAttention
 
 PACKAGE = "blocks.pt2"
 WEIGHTS = "weights.safetensors"
@@ -47,8 +47,9 @@ def _examples(arch: Arch, n: int = 64):
               "mlp.up_proj.weight": (arch.intermediate, arch.hidden),
               "mlp.down_proj.weight": (arch.hidden, arch.intermediate)}
     pre = (hidden, cos, sin, *[w(*shapes[k]) for k in arch.pre_names()])
-    attn = w(1, arch.heads, n, arch.head_dim)
-    post = (hidden, attn, *[w(*shapes[k]) for k in arch.post_names()])
+    oa, ob = w(n, arch.heads, arch.head_dim), w(n, arch.heads, arch.head_dim)
+    la, lb = torch.randn(1, arch.heads, n, generator=g), torch.randn(1, arch.heads, n, generator=g)
+    post = (hidden, oa, la, ob, lb, *[w(*shapes[k]) for k in arch.post_names()])
     return pre, post
 
 
@@ -61,7 +62,7 @@ def build_package(arch: Arch, out: Path) -> Path:
     tokens = Dim("tokens", min=MIN_TOKENS, max=1 << 22)
     pre_args, post_args = _examples(arch)
     pre_shapes = ({0: tokens}, {0: tokens}, {0: tokens}, (None,) * (len(pre_args) - 3))  # *weights
-    post_shapes = ({0: tokens}, {2: tokens}) + (None,) * (len(post_args) - 2)
+    post_shapes = ({0: tokens}, {0: tokens}, {2: tokens}, {0: tokens}, {2: tokens}) + (None,) * (len(post_args) - 5)
     files = {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # export's deprecation chatter, not the user's concern
@@ -97,11 +98,13 @@ def load_package(path: Path) -> tuple[CompiledBlock, CompiledBlock]:
 
 
 def machine_key() -> str:
-    """What a compiled package is valid for besides its ``Arch``: torch build, CPU and compiler target."""
+    """What a compiled package is valid for besides its ``Arch``: torch build, CPU features and the
+    version of the blocks' code."""
     from codescaler.device import cpu_flags
 
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
-    return json.dumps({"torch": torch.__version__, "machine": platform.machine(), "flags": flags}, sort_keys=True)
+    return json.dumps({"torch": torch.__version__, "machine": platform.machine(), "flags": flags,
+                       "blocks": BLOCKS_VERSION}, sort_keys=True)
 
 
 def package_key(arch: Arch) -> str:

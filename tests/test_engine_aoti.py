@@ -150,3 +150,14 @@ def test_cli_exports_aoti(tmp_path):
     assert manifest["format"] == "aoti" and manifest["dtype"] == "float32"
     assert (out / "blocks.pt2").is_file() and (out / "weights.safetensors").is_file()
     assert Path(manifest["source_model"]).name == "tiny-qwen3-rm"
+
+
+def test_attention_without_the_cpu_flash_kernel_equals_it(qwen3_dir, humaneval, monkeypatch):
+    """The path devices without the CPU flash kernel take (CUDA) computes the same halves and merge."""
+    from codescaler.backends import decoder
+
+    qs, codes = _workload(humaneval, seed=5)
+    want = RewardModel.from_pretrained(qwen3_dir, dtype="float32", compile="off").score_code(qs, codes)
+    monkeypatch.setattr(decoder, "_flash_cpu", None)
+    got = RewardModel.from_pretrained(qwen3_dir, dtype="float32", compile="off").score_code(qs, codes)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-5

@@ -126,6 +126,9 @@ class RewardModel:
         self.options = options
         self.template = template or ChatTemplate(tokenizer, source=source)
         self.encoder = Encoder(tokenizer, self.template, options["max_length"], options["truncation"])
+        # One small pass through every stage (tokenizer threads, compiled blocks, attention kernels), so
+        # the first real call costs what later ones do.
+        self.score(["warm-up"], ["```python\npass\n```"])
         self.last_plan = None
 
     @classmethod

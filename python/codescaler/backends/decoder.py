@@ -29,6 +29,9 @@ from torch import nn
 from ..errors import ModelLoadError
 
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+# Bumped whenever PreAttention or PostAttention change their inputs or arithmetic: compiled packages and
+# engines made from other versions are rebuilt or refused.
+BLOCKS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -128,16 +131,22 @@ class PreAttention(nn.Module):
 
 
 class PostAttention(nn.Module):
-    """hidden (N, hidden), attention output (1, heads, N, d), the layer's ``Arch.post_names()`` weights
-    -> the layer's output hidden states (N, hidden)."""
+    """hidden (N, hidden); attention as two halves over disjoint key sets, each an output (N, heads, d)
+    with its log-sum-exps (1, heads, N) in float32 (a token with one half has -inf and zeros in the
+    other); the layer's ``Arch.post_names()`` weights -> the layer's output hidden states (N, hidden).
+    The halves are merged exactly here, fused with the output projection's input."""
 
     def __init__(self, arch: Arch):
         super().__init__()
         self.arch = arch
 
-    def forward(self, hidden, attn, wo, ln, wg, wu, wd):
+    def forward(self, hidden, oa, la, ob, lb, wo, ln, wg, wu, wd):
         n = hidden.shape[0]
-        hidden = hidden + F.linear(attn.squeeze(0).transpose(0, 1).reshape(n, -1), wo)
+        top = torch.maximum(la, lb)
+        wa = torch.exp(la - top).squeeze(0).transpose(0, 1).unsqueeze(-1)  # (N, heads, 1)
+        wb = torch.exp(lb - top).squeeze(0).transpose(0, 1).unsqueeze(-1)
+        attn = ((oa.float() * wa + ob.float() * wb) / (wa + wb)).to(hidden.dtype)
+        hidden = hidden + F.linear(attn.reshape(n, -1), wo)
         x = rms_norm(hidden, ln, self.arch.eps)
         return hidden + F.linear(F.silu(F.linear(x, wg)) * F.linear(x, wu), wd)
 
@@ -149,14 +158,6 @@ class Unit:
     prefix: Sequence[int]
     answers: Sequence[Sequence[int]]
     pools: Sequence[int]
-
-
-def merge(o1, l1, o2, l2):
-    """Combine two attention halves over disjoint key sets from their outputs and log-sum-exps."""
-    top = torch.maximum(l1, l2)
-    w1 = torch.exp(l1 - top).unsqueeze(-1)
-    w2 = torch.exp(l2 - top).unsqueeze(-1)
-    return ((o1.float() * w1 + o2.float() * w2) / (w1 + w2)).to(o1.dtype)
 
 
 class Rope:
@@ -231,7 +232,7 @@ class PackedDecoder:
         pre, post = (self.pre, self.post) if len(ids) >= 2 else (PreAttention(self.arch), PostAttention(self.arch))
         for pre_w, post_w in self.layers:
             q, k, v = pre(hidden, cos, sin, *pre_w)
-            hidden = post(hidden, self.attend(q, k, v, spans), *post_w)
+            hidden = post(hidden, *self.attend(q, k, v, spans), *post_w)
         return hidden, rows
 
     def scores(self, units: Sequence[Unit]) -> torch.Tensor:
@@ -241,43 +242,45 @@ class PackedDecoder:
             hidden, rows = self.hidden_states(units)
             return pool(hidden, rows, self.norm, self.score, self.arch.eps)
 
-    def attend(self, q, k, v, spans) -> torch.Tensor:
-        """Attention output (1, heads, N, d): per unit, prefix causal; answers over the prefix and themselves."""
-        out = torch.empty_like(q)
-        flash = _flash_cpu if q.device.type == "cpu" and _flash_cpu is not None else None
+    def attend(self, q, k, v, spans):
+        """Attention of every packed token as two halves (see ``PostAttention``): per unit, the prefix
+        causally over itself; answers over the prefix (half a, one call for all of them) and each
+        causally over itself (half b). Returns oa, la, ob, lb in token order."""
+        heads, d = q.shape[1], q.shape[3]
+        flash = _flash_cpu if q.device.type == "cpu" and _flash_cpu is not None else _attention_with_lse
+        a_out, a_lse, b_out, b_lse = [], [], [], []
+
+        def none(n):  # the empty half of n tokens
+            b_out.append(q.new_zeros(n, heads, d))
+            b_lse.append(torch.full((1, heads, n), float("-inf"), device=q.device))
+
+        def run(qs, ks, causal):
+            o, lse = flash(q[:, :, qs], k[:, :, ks], v[:, :, ks], 0.0, causal, scale=self.scaling)[:2]
+            return o.transpose(1, 2)[0], lse  # (n, heads, d): flash's output is laid out that way
+
         for start, p, lengths in spans:
-            if flash is None:
-                n = p + sum(lengths)
-                s = slice(start, start + n)
-                mask = _unit_mask(p, lengths, q.device)
-                out[:, :, s] = F.scaled_dot_product_attention(q[:, :, s], k[:, :, s], v[:, :, s], attn_mask=mask,
-                                                              scale=self.scaling, enable_gqa=True)
-                continue
             if p:
                 s = slice(start, start + p)
-                out[:, :, s] = flash(q[:, :, s], k[:, :, s], v[:, :, s], 0.0, True, scale=self.scaling)[0]
-            a0 = start + p
+                o, lse = run(s, s, True)
+                a_out.append(o)
+                a_lse.append(lse)
+                none(p)
+            at = start + p
             total = sum(lengths)
-            if not total:
-                continue
-            outs, lses, at = [], [], a0
+            if p and total:
+                answers = slice(at, at + total)
+                o, lse = run(answers, slice(start, start + p), False)
+                a_out.append(o)
+                a_lse.append(lse)
             for n in lengths:
                 s = slice(at, at + n)
-                o, lse = flash(q[:, :, s], k[:, :, s], v[:, :, s], 0.0, True, scale=self.scaling)[:2]
-                outs.append(o)
-                lses.append(lse)
+                o, lse = run(s, s, True)
+                (b_out if p else a_out).append(o)
+                (b_lse if p else a_lse).append(lse)
+                if not p:
+                    none(n)
                 at += n
-            o2 = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
-            answers = slice(a0, a0 + total)
-            if not p:
-                out[:, :, answers] = o2
-                continue
-            l2 = torch.cat(lses, dim=2) if len(lses) > 1 else lses[0]
-            pre = slice(start, start + p)
-            o1, l1 = flash(q[:, :, answers], k[:, :, pre], v[:, :, pre], 0.0, False, scale=self.scaling)[:2]
-            out[:, :, answers] = merge(o1, l1, o2, l2)
-        return out
-
+        return (torch.cat(a_out), torch.cat(a_lse, dim=2).float(), torch.cat(b_out), torch.cat(b_lse, dim=2).float())
 
 def _spans(units: Sequence[Unit]):
     """(start, prefix length, answer lengths) of each unit in the packed row."""
@@ -288,12 +291,16 @@ def _spans(units: Sequence[Unit]):
         start += len(u.prefix) + sum(lengths)
 
 
-def _unit_mask(p: int, lengths: list[int], device) -> torch.Tensor:
-    """Boolean mask (P + A, P + A) of one unit: the prefix causal; each answer sees the prefix and itself causally."""
-    seg = torch.cat([torch.full((p,), -1, device=device)]
-                    + [torch.full((n,), i, device=device) for i, n in enumerate(lengths)])
-    idx = torch.arange(len(seg), device=device)
-    causal = idx.unsqueeze(0) <= idx.unsqueeze(1)
-    same = seg.unsqueeze(0) == seg.unsqueeze(1)
-    prefix_key = (seg == -1).unsqueeze(0)
-    return causal & (same | prefix_key)
+def _attention_with_lse(q, k, v, dropout, causal, *, scale):
+    """Attention with its log-sum-exps where there is no CPU flash kernel (CUDA): float32 scores,
+    the same (output, lse) the flash kernel returns. q (1, heads, L, d); k, v (1, kv_heads, S, d)."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    scores = (q.float() @ k.float().transpose(-1, -2)) * scale
+    if causal:
+        n, m = scores.shape[-2:]
+        keep = torch.ones(n, m, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    out = (torch.exp(scores - lse.unsqueeze(-1)) @ v.float()).to(q.dtype)
+    return out, lse

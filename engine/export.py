@@ -82,6 +82,14 @@ def _manifest(model: Path, cfg: dict, tokenizer, template, work: Path, *, dtype:
     }
 
 
+def _publish(work: Path, out: Path, manifest: dict) -> EngineDir:
+    """Write the manifest and move the finished files from ``work`` into ``out``, then open it."""
+    (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    for p in work.iterdir():
+        os.replace(p, out / p.name)
+    return EngineDir.open(out)
+
+
 def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None, max_length: int = 4096,
                 log=print) -> EngineDir:
     """Export ``model`` into engine directory ``out`` as the compiled decoder blocks (AOTInductor, for this
@@ -127,12 +135,9 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
                              architecture=(cfg.get("architectures") or ["?"])[0], export_seconds=export_seconds)
         manifest.update({"format": "aoti", "package": PACKAGE, "weights": WEIGHTS, "arch": arch.key(),
                          "machine": json.loads(machine_key())})
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        for p in work.iterdir():
-            os.replace(p, out / p.name)
+        engine = _publish(work, out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    engine = EngineDir.open(out)
     size = sum(m["size"] for m in engine.manifest["files"].values())
     log(f"exported {model} -> {out} (AOTInductor, {dtype}) in {export_seconds:.1f} s, {size / 1e6:.1f} MB")
     return engine
@@ -210,12 +215,9 @@ def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", q
                              architecture=type(hf).__name__, export_seconds=export_seconds)
         manifest.update({"quantization": quantize, "inputs": list(INPUTS), "outputs": list(OUTPUTS)})
         manifest["versions"]["onnx"] = __import__("onnx").__version__
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        for p in work.iterdir():
-            os.replace(p, out / p.name)
+        engine = _publish(work, out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    engine = EngineDir.open(out)
     size = sum(m["size"] for m in engine.manifest["files"].values())
     log(f"exported {model} -> {out} ({dtype}{', int8' if quantize else ''}) in {export_seconds:.1f} s, "
         f"{size / 1e6:.1f} MB")

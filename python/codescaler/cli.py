@@ -276,6 +276,13 @@ def cmd_export(args) -> int:
 
         build_tensorrt(args.model, args.out, dtype=args.dtype or "float16", max_length=args.max_length)
         return 0
+    if args.format == "aoti":
+        from codescaler.engine.export import export_aoti
+
+        if args.quantize:
+            raise InputError("--quantize applies to --format onnx")
+        export_aoti(args.model, args.out, dtype=args.dtype, max_length=args.max_length)
+        return 0
     export_onnx(args.model, args.out, dtype=args.dtype or "float32", quantize=args.quantize,
                 max_length=args.max_length)
     return 0
@@ -328,14 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=cmd_demo)
 
-    p = command("export", "export a reward model to an engine directory (ONNX, or TensorRT on GPUs)",
-                "Export a Hugging Face reward-model folder to an engine directory: manifest.json, the "
-                "tokenizer and model.onnx (or a TensorRT plan), loadable by every command's --model.")
+    p = command("export", "export a reward model to an engine directory (compiled, ONNX, or TensorRT on GPUs)",
+                "Export a Hugging Face reward-model folder to an engine directory, loadable by every "
+                "command's --model: manifest.json, the tokenizer and the model: the decoder blocks compiled "
+                "by AOTInductor for this machine with the weights (aoti: loads in well under a second, "
+                "nothing to compile), model.onnx (onnx) or a TensorRT plan (tensorrt).")
     p.add_argument("--model", required=True, help="'tiny' or a Hugging Face reward-model folder")
     p.add_argument("--out", required=True, help="engine directory to write")
-    p.add_argument("--format", default="onnx", choices=("onnx", "tensorrt"), help="engine kind (default: onnx)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "aoti", "tensorrt"), help="engine kind (default: onnx)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="graph dtype (default float32 for ONNX, float16 for TensorRT)")
+                   help="engine dtype (default: float32 for ONNX, float16 for TensorRT, this CPU's default "
+                        "for aoti)")
     p.add_argument("--quantize", default=None, choices=("int8",), help="dynamic int8 weights (CPU)")
     p.add_argument("--max-length", type=int, default=4096, help="longest sequence the engine accepts (default 4096)")
     p.set_defaults(func=cmd_export)

@@ -191,6 +191,7 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
          model: str | None = None, threads: int | None = None, shape: str = "bench",
          layers: int | None = None) -> list[dict]:
     import json
+    import sys
 
     import torch
     from rich.console import Console
@@ -203,7 +204,7 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
 
     if threads:
         torch.set_num_threads(threads)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     if model is None and shape == "1.7b" and layers is None:
         layers = 4
     path = Path(model) if model else bench_model_dir(shape, layers)

@@ -80,6 +80,25 @@ def humaneval() -> list[dict]:
     return list(read_problems().values())
 
 
+def wait_healthy(url: str, proc, log: Path, *, seconds: float, what: str, poll: float = 0.5) -> None:
+    """Wait until ``url``/health answers 200; fail with the server's log if ``proc`` exits first or
+    ``seconds`` pass."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, f"{what} exited: {log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{what} not healthy in {seconds:.0f} s: {log.read_text()[-3000:]}"
+        time.sleep(poll)
+
+
 def fenced(code: str, tag: str = "python", prose: str = "Here is my solution.") -> str:
     return f"{prose}\n\n```{tag}\n{code}\n```\n\nThis runs in linear time."
 

@@ -25,6 +25,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 from codescaler.cli import main as cli_main  # noqa: E402
 from codescaler.errors import InputError  # noqa: E402
 from codescaler.integrations import ray_data  # noqa: E402
+from conftest import wait_healthy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = 2000
@@ -306,17 +307,8 @@ def test_serve_app_answers_like_codescaler_serve(cluster, humaneval, tmp_path):
     proc = subprocess.Popen(shlex.split(line), cwd=tmp_path, env=_env(RAY_ADDRESS=cluster), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.time() < deadline, "the Ray Serve app did not become ready"
-            time.sleep(1)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, tmp_path / "serve.log", seconds=300,
+                     what="the Ray Serve app", poll=1)
         print(f"\nserve run -> /health 200: {time.perf_counter() - started:.1f} s")
         p = humaneval[0]
         good = f"```python\n{(p['prompt'] + p['canonical_solution']).strip()}\n```"

@@ -14,11 +14,11 @@ import shlex
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -129,17 +129,7 @@ def server(workdir):
     log = open(workdir / "serve.log", "w")
     proc = subprocess.Popen([*cmd, "--port", str(port)], cwd=workdir, env=_env(), stdout=log, stderr=log)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (workdir / "serve.log").read_text()
-            assert time.time() < deadline, "server did not become ready"
-            time.sleep(0.5)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, workdir / "serve.log", seconds=300, what="the server")
         yield port
     finally:
         proc.terminate()

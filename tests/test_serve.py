@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from codescaler import InputError, RewardModel, options
 from codescaler.serve.chat_text import last_user_turn, split_query
-from conftest import fenced
+from conftest import fenced, wait_healthy
 
 WINDOW_MS = 300
 MAX_ITEMS = 64
@@ -42,16 +42,7 @@ class Server:
                "--dtype", "float32", *flags]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
                                      env={**os.environ, **(env or {})})
-        deadline = time.monotonic() + 180
-        while True:
-            assert self.proc.poll() is None, f"server exited: {log.read_text()}"
-            assert time.monotonic() < deadline, f"server not healthy in time: {log.read_text()}"
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_healthy(self.url, self.proc, log, seconds=180, what="server", poll=0.1)
 
     def post(self, path: str, body=None, **kw) -> httpx.Response:
         """POST ``body`` as JSON, or raw bytes given as ``content=``."""

@@ -46,7 +46,7 @@ class Plan:
         return [u for pack in self.packs for u in pack if u.prefix]
 
     def unit_tokens(self, u: Unit) -> int:
-        return u.prefix + sum(len(self.seqs[k]) - u.prefix for k in u.members)
+        return unit_tokens(u, self.seqs)
 
     @property
     def computed_tokens(self) -> int:
@@ -142,16 +142,18 @@ def plan(
     return Plan(unique, pools, slot, packs=_pack(units, unique, max_batch_tokens, max_batch_size))
 
 
+def unit_tokens(u: Unit, seqs: Sequence[Sequence[int]]) -> int:
+    """Tokens a unit runs: its prefix once, then each member's own continuation."""
+    return u.prefix + sum(len(seqs[k]) - u.prefix for k in u.members)
+
+
 def _pack(units: list[Unit], seqs: list[list[int]], max_batch_tokens: int, max_batch_size: int) -> list[list[Unit]]:
     """First-fit decreasing: units, largest first, each into the first pass with room for its tokens and
     its sequences. A unit larger than the budget runs alone."""
-    def size(u: Unit) -> int:
-        return u.prefix + sum(len(seqs[k]) - u.prefix for k in u.members)
-
     packs: list[list[Unit]] = []
     room: list[tuple[int, int]] = []  # per pack: tokens used, sequences used
-    for u in sorted(units, key=lambda u: -size(u)):
-        n, m = size(u), len(u.members)
+    for u in sorted(units, key=lambda u: -unit_tokens(u, seqs)):
+        n, m = unit_tokens(u, seqs), len(u.members)
         for i, (used, count) in enumerate(room):
             if used + n <= max_batch_tokens and count + m <= max_batch_size:
                 packs[i].append(u)

@@ -164,7 +164,7 @@ class TorchBackend:
         self = cls.__new__(cls)
         m = engine.manifest
         state = load_state_file(engine.path / WEIGHTS, engine.path)
-        self._build(engine.path, m["config"], state, m["dtype"], torch.device("cpu"), compile="package",
+        self._build(engine.path, m["config"], state, m["dtype"], torch.device("cpu"), compile="auto",
                     package=engine.path / m["package"])
         self.dtype_reason = "fixed at export"
         return self

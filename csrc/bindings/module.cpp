@@ -8,6 +8,8 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "codescaler/extract.hpp"
 #include "codescaler/tokenizer.hpp"
 #include "../extract/text.hpp"
+#include "../scorer/plan.hpp"
 
 namespace nb = nanobind;
 using namespace codescaler;
@@ -170,6 +173,62 @@ nb::list py_encode_batch(const Tokenizer& tokenizer, nb::handle texts, bool add_
   return out;
 }
 
+// Token ids from a Python sequence of ints; `what` names it in errors.
+std::vector<std::int32_t> ids_from(PyObject* obj, const std::string& what) {
+  nb::object seq = nb::steal(PySequence_Fast(obj, (what + " must be a list of int or None").c_str()));
+  if (!seq.is_valid()) throw nb::python_error();
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+  PyObject** values = PySequence_Fast_ITEMS(seq.ptr());
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+  for (Py_ssize_t j = 0; j < n; ++j) {
+    int overflow = 0;
+    const long long v = PyLong_Check(values[j]) ? PyLong_AsLongLongAndOverflow(values[j], &overflow) : 0;
+    if (!PyLong_Check(values[j]) || overflow || v < INT32_MIN || v > INT32_MAX)
+      throw nb::type_error((what + "[" + std::to_string(j) + "] must be an int32 token id").c_str());
+    ids[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(v);
+  }
+  return ids;
+}
+
+// (seqs, pools, slot, packs), as python/codescaler/plan.py's Plan fields; packs as (prefix, members) tuples.
+nb::tuple py_plan(nb::handle items, const std::vector<std::size_t>& groups, std::optional<std::int32_t> pad_id,
+                  bool share, std::int64_t max_batch_tokens, std::int64_t max_batch_size, std::size_t min_prefix) {
+  if (max_batch_tokens < 1 || max_batch_size < 1)
+    throw nb::value_error("max_batch_tokens and max_batch_size must be positive");
+  nb::object seq = nb::steal(PySequence_Fast(items.ptr(), "items must be a sequence"));
+  if (!seq.is_valid()) throw nb::python_error();
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+  if (static_cast<std::size_t>(n) != groups.size())
+    throw nb::value_error(("items and groups differ in length: " + std::to_string(n) + " and " +
+                           std::to_string(groups.size())).c_str());
+  std::vector<std::vector<std::int32_t>> storage;
+  storage.reserve(static_cast<std::size_t>(n));  // no reallocation: `ptrs` point into it
+  std::vector<const std::vector<std::int32_t>*> ptrs(static_cast<std::size_t>(n), nullptr);
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PySequence_Fast_GET_ITEM(seq.ptr(), i);
+    if (item == Py_None) continue;
+    storage.push_back(ids_from(item, "items[" + std::to_string(i) + "]"));
+    ptrs[static_cast<std::size_t>(i)] = &storage.back();
+  }
+  plan::Plan p;
+  {
+    nb::gil_scoped_release release;
+    p = plan::make_plan(ptrs, groups, pad_id, share, static_cast<std::size_t>(max_batch_tokens),
+                        static_cast<std::size_t>(max_batch_size), min_prefix);
+  }
+  nb::list seqs, pools, slot, packs;
+  for (const auto& s : p.seqs) seqs.append(id_list(s));
+  // An empty sequence without a pad id pools at Python's -1 (SIZE_MAX in C++).
+  for (std::size_t pool : p.pools) pools.append(static_cast<std::ptrdiff_t>(pool));
+  for (std::ptrdiff_t k : p.slot) slot.append(k);
+  for (const auto& pack : p.packs) {
+    nb::list units;
+    for (const plan::Unit& u : pack) units.append(nb::make_tuple(u.prefix, nb::cast(u.members)));
+    packs.append(units);
+  }
+  return nb::make_tuple(seqs, pools, slot, packs);
+}
+
 }  // namespace
 
 NB_MODULE(_native, m) {
@@ -223,6 +282,17 @@ NB_MODULE(_native, m) {
         "Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns "
         "one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, "
         "error_line, error_column) per response, in input order; offsets and columns in code points.");
+
+  m.def("plan", &py_plan,
+        nb::sig("def plan(items: collections.abc.Sequence[collections.abc.Sequence[int] | None], "
+                "groups: collections.abc.Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, "
+                "max_batch_size: int, min_prefix: int = 16) -> tuple[list[list[int]], list[int], list[int], "
+                "list[list[tuple[int, list[int]]]]]"),
+        nb::arg("items"), nb::arg("groups"), nb::arg("pad_id").none(), nb::arg("share"),
+        nb::arg("max_batch_tokens"), nb::arg("max_batch_size"), nb::arg("min_prefix") = 16,
+        "codescaler.plan.plan(items, groups, pad_id, packed=True, ...) planned by the C++ planner the C++ "
+        "scorer uses, with the GIL released. Returns (seqs, pools, slot, packs), packs as lists of "
+        "(prefix, members) tuples.");
 
   m.def(
       "findall_codescaler",

@@ -1,0 +1,47 @@
+// The forward-pass planner of python/codescaler/plan.py (`plan(..., packed=True)`), in plain C++, so the
+// C++ scorer runs exactly the passes Python runs and reads every score at the same position: identical
+// sequences scored once, each group's shared token prefix run once, units packed first-fit decreasing
+// under the token and sequence budgets. tests/test_native_plan.py holds it to Python's plan, field by field.
+//
+// Throws nothing but std::bad_alloc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace codescaler::plan {
+
+// Sequences `members` (indices into Plan::seqs) sharing their first `prefix` tokens, which run once; each
+// member's remaining tokens run as a continuation of them. `prefix` 0: nothing shared.
+struct Unit {
+  std::size_t prefix = 0;
+  std::vector<std::size_t> members;
+};
+
+struct Plan {
+  std::vector<std::vector<std::int32_t>> seqs;  // unique sequences to score
+  std::vector<std::size_t> pools;               // per unique sequence: the position its score is read at
+  std::vector<std::ptrdiff_t> slot;             // per item: index into seqs, or -1 when not run
+  std::vector<std::vector<Unit>> packs;         // forward passes
+
+  // Tokens a unit runs: its prefix once, then each member's own continuation.
+  std::size_t unit_tokens(const Unit& u) const;
+};
+
+// The position Hugging Face's *ForSequenceClassification reads the score at: the rightmost token that is
+// not `pad_id`, 0 when every token is, the last token when there is no pad id. An empty sequence without a
+// pad id gives Python's -1 as SIZE_MAX (std::size_t(-1)).
+std::size_t pool_index(const std::vector<std::int32_t>& ids, std::optional<std::int32_t> pad_id);
+
+// Plans the forward passes of `items` (nullptr: not run) answering `groups` (items with equal ids form a
+// group, e.g. the index of their question). A group of two or more shares its longest common token prefix,
+// capped at its earliest pool position, when `share` and that prefix is at least `min_prefix` tokens.
+// Preconditions (the caller validates): items.size() == groups.size() (only the first min of the two are
+// planned, as Python's zip), max_batch_tokens >= 1 and max_batch_size >= 1 (0 is taken as 1).
+Plan make_plan(const std::vector<const std::vector<std::int32_t>*>& items, const std::vector<std::size_t>& groups,
+               std::optional<std::int32_t> pad_id, bool share, std::size_t max_batch_tokens,
+               std::size_t max_batch_size, std::size_t min_prefix = 16);
+
+}  // namespace codescaler::plan

@@ -68,9 +68,14 @@ def _manifest(model: Path, cfg: dict, tokenizer, template, work: Path, *, dtype:
         "max_length": max_length,
         "chat_template": tokenizer.chat_template,
         "template_splice": template.fast,
-        # How (question, code) renders: head + question + middle + code + tail, verified on the probes of
-        # codescaler.template; null when the template cannot be reproduced by splicing.
-        "template": None if splice is None else {"head": splice.head, "middle": splice.middle, "tail": splice.tail},
+        # How (question, code) renders without Jinja: head + question + middle + code (its leading
+        # code_lstrip characters removed) + tail, for every pair containing none of refuse, verified on the
+        # probes of codescaler.template; null when no splice reproduces the template, and template_reason
+        # says why.
+        "template": None if splice is None else {
+            "head": splice.head, "middle": splice.middle, "tail": splice.tail, "code_lstrip": splice.code_lstrip,
+            "refuse": list(splice.refuse)},
+        "template_reason": template.reason,
         "tokenizer": {
             "pad_id": tokenizer.pad_token_id,
             "size": len(tokenizer),
@@ -99,7 +104,8 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     from transformers import AutoTokenizer
 
     from codescaler.backends.decoder import Arch
-    from codescaler.backends.torch_backend import check_model_dir, default_dtype, load_state, torch_dtype
+    from codescaler.backends.torch_backend import (
+        ROPE_INV_FREQ, _rope, check_model_dir, default_dtype, load_state, torch_dtype)
     from codescaler.template import ChatTemplate
 
     from .aoti import PACKAGE, WEIGHTS, cached_package, machine_key
@@ -113,6 +119,9 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     arch = Arch.from_config(cfg, dtype, source=str(model / "config.json"))
     tokenizer = AutoTokenizer.from_pretrained(model)
     template = ChatTemplate(tokenizer, source=str(model))
+    if template.splice is None:
+        log(f"C++ scorer: unsupported ({template.reason}); Python runs this engine")
+    rope = _rope(cfg, model)
     state = load_state(model, tdtype, torch.device("cpu"))
     layers = int(cfg.get("text_config", cfg)["num_hidden_layers"])
     wanted = {"score.weight"} | {f"model.{n}" for n in ("embed_tokens.weight", "norm.weight")} | {
@@ -121,6 +130,8 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     if missing:
         raise ModelLoadError(f"{model}: the weights lack {', '.join(missing[:5])}")
     kept = {k: v.contiguous() for k, v in state.items() if k in wanted or "model." + k in wanted}
+    # Hugging Face's rotary table for any static rope type, so a reader needs no transformers.
+    kept[ROPE_INV_FREQ] = rope.inv_freq.float().contiguous()
 
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
@@ -134,7 +145,7 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
         manifest = _manifest(model, cfg, tokenizer, template, work, dtype=dtype, max_length=max_length,
                              architecture=(cfg.get("architectures") or ["?"])[0], export_seconds=export_seconds)
         manifest.update({"format": "aoti", "package": PACKAGE, "weights": WEIGHTS, "arch": arch.key(),
-                         "machine": json.loads(machine_key())})
+                         "rope": {"scaling": float(rope.scaling)}, "machine": json.loads(machine_key())})
         engine = _publish(work, out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -19,6 +19,7 @@ from codescaler.engine import aoti
 from codescaler.engine.export import export_aoti
 from conftest import fenced
 from test_model import HFReference, _pairs
+from test_template import UPPER_TEMPLATE
 
 
 def _workload(humaneval, seed):
@@ -113,6 +114,72 @@ def test_engine_loads_without_compiling(engines, humaneval, tmp_path):
     assert out["inductor"] == []
     assert not (tmp_path / "empty-cache" / "aoti").exists()
     assert max(abs(a - b) for a, b in zip(out["got"], want)) <= 1e-6
+
+
+def test_manifest_records_the_guarded_splice_and_the_rope_table(engines, model_dirs):
+    """What a reader without Jinja or transformers (the C++ scorer) needs: the Qwen3-style template as a
+    guarded splice, and Hugging Face's rotary inverse frequencies."""
+    from safetensors.torch import load_file
+
+    from codescaler.backends.torch_backend import ROPE_INV_FREQ, _rope
+
+    engine = engines["qwen3-odd-96", "bfloat16"]
+    m = engine.manifest
+    assert m["template"] == {"head": "<|im_start|>user\n",
+                             "middle": "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+                             "tail": "<|im_end|>\n", "code_lstrip": "\n", "refuse": ["</think>"]}
+    assert m["template_reason"] is None and m["rope"] == {"scaling": 1.0}
+    inv_freq = load_file(engine.path / m["weights"])[ROPE_INV_FREQ]
+    want = _rope(m["config"], model_dirs["qwen3-odd-96"]).inv_freq
+    assert inv_freq.dtype == torch.float32 and torch.equal(inv_freq, want)
+
+
+def test_refused_pairs_render_through_the_template(engines, model_dirs, humaneval):
+    """Pairs the recorded splice refuses (a think block in the answer) score as Hugging Face does on the
+    template's own text; the others, leading newlines and all, through the splice."""
+    engine = engines["qwen3-odd-96", "float32"]
+    qs, codes = _workload(humaneval, seed=11)
+    codes = [f"<think>\nplan {i}\n</think>\n\n{c}" if i % 2 else "\n\n" + c for i, c in enumerate(codes)]
+    got = RewardModel.from_pretrained(engine.path).score_code(qs, codes)
+    ref = HFReference(model_dirs["qwen3-odd-96"])
+    assert max(abs(a - ref.one(q, c)) for a, q, c in zip(got, qs, codes)) <= 1e-4
+
+
+def test_engine_with_yarn_rope_and_an_unsplicable_template(model_dirs, humaneval, tmp_path, monkeypatch):
+    """A static non-default rope type (yarn: scaled table and attention factor) is stored and used as
+    recorded; a template no splice reproduces is recorded as null with the reason, and logged."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from codescaler import tiny
+    from codescaler.backends import torch_backend
+
+    src = tmp_path / "m"
+    shutil.copytree(model_dirs["qwen3-64"], src)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 1_000_000.0, "factor": 4.0,
+                              "original_max_position_embeddings": 10240}
+    (src / "config.json").write_text(json.dumps(cfg))
+    tiny.save_qwen_tokenizer(src, UPPER_TEMPLATE)
+    lines = []
+    engine = export_aoti(src, tmp_path / "e", dtype="float32", log=lines.append)
+    m = engine.manifest
+    assert m["template"] is None and "as given" in m["template_reason"]
+    assert any(line.startswith("C++ scorer: unsupported (the chat template")
+               and line.endswith("; Python runs this engine") for line in lines)
+    want = torch_backend._rope(cfg, src)
+    assert want.scaling != 1.0 and m["rope"] == {"scaling": want.scaling}
+    assert torch.equal(load_file(engine.path / m["weights"])[torch_backend.ROPE_INV_FREQ], want.inv_freq)
+
+    def no_transformers(*_):
+        raise AssertionError("an engine's rotary table is read, not derived")
+
+    monkeypatch.setattr(torch_backend, "_rope", no_transformers)
+    qs, codes = _workload(humaneval, seed=13)
+    got = RewardModel.from_pretrained(engine.path).score_code(qs, codes)
+    ref = HFReference(src)
+    assert max(abs(a - ref.one(q, c)) for a, q, c in zip(got, qs, codes)) <= 1e-4
 
 
 def test_engine_for_another_machine_is_refused(engines, tmp_path):

@@ -191,12 +191,15 @@ class RewardModel:
                 raise InputError(f"max_length {max_length} exceeds the engine's {engine.max_length} "
                                  f"({path / 'manifest.json'}); re-export with --max-length {max_length}")
             template = None
-            if kind == "aoti" and engine.manifest.get("template"):
+            recorded = engine.manifest.get("template")
+            # The recorded splice stands in for Jinja only when it covers every pair; a guarded one
+            # (refuse strings) needs the tokenizer's template for the pairs it refuses.
+            if kind == "aoti" and recorded and not recorded.get("refuse"):
                 from .encode import RustTokenizer
                 from .template import Splice
 
                 tokenizer = RustTokenizer(path / "tokenizer.json", engine.manifest["tokenizer"]["pad_id"])
-                template = ChatTemplate(None, splice=Splice(**engine.manifest["template"]))
+                template = ChatTemplate(None, splice=Splice(**recorded))
             else:
                 tokenizer = _load_tokenizer(_auto_tokenizer(), path)
             engine.check_tokenizer(tokenizer)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 from ..errors import ModelLoadError
 from ..options import DTYPES
 
+# An aoti engine's weights file also holds the rotary inverse frequencies (float32) under this name.
+ROPE_INV_FREQ = "codescaler.rope.inv_freq"
+
 
 def torch_dtype(dtype):
     import torch
@@ -155,21 +158,27 @@ class TorchBackend:
 
     @classmethod
     def from_engine(cls, engine) -> "TorchBackend":
-        """An engine directory exported with ``--format aoti``: weights at the engine's dtype and the
-        compiled package it carries; nothing is compiled."""
+        """An engine directory exported with ``--format aoti``: weights at the engine's dtype, the rotary
+        table recorded at export (older engines: derived from the config) and the compiled package it
+        carries; nothing is compiled."""
         import torch
 
         from codescaler.engine.aoti import WEIGHTS
 
+        from .decoder import Rope
+
         self = cls.__new__(cls)
         m = engine.manifest
         state = load_state_file(engine.path / WEIGHTS, engine.path)
+        inv_freq = state.pop(ROPE_INV_FREQ, None)
+        rope = None if inv_freq is None else Rope(inv_freq, float(m["rope"]["scaling"]))
         self._build(engine.path, m["config"], state, m["dtype"], torch.device("cpu"), compile="auto",
-                    package=engine.path / m["package"])
+                    package=engine.path / m["package"], rope=rope)
         self.dtype_reason = "fixed at export"
         return self
 
-    def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device, *, compile: str, package) -> None:
+    def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device, *, compile: str, package,
+               rope=None) -> None:
         from .decoder import Arch, PackedDecoder, PostAttention, PreAttention
 
         self.device = device
@@ -199,8 +208,10 @@ class TorchBackend:
             pre, post = aoti.load_package(package)
             self.compiled = f"AOTInductor ({package})"
         embed, norm = take(["embed_tokens.weight", "norm.weight"])
+        if rope is None:
+            rope = _rope(cfg, path)
         self.decoder = PackedDecoder(
-            arch, embed=embed, norm=norm, score=state["score.weight"], rope=_rope(cfg, path), pre=pre, post=post,
+            arch, embed=embed, norm=norm, score=state["score.weight"], rope=rope, pre=pre, post=post,
             layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(int(text["num_hidden_layers"]))],
         )
         self.arch = arch

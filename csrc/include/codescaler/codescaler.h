@@ -1,0 +1,99 @@
+/* The CodeScaler scorer behind a C ABI, for services in C, Go (cgo), Rust (bindgen), Java (JNA/Panama).
+ *
+ * Conventions: an opaque handle; every call returns a codescaler_status and, on failure, writes a
+ * NUL-terminated message into the caller's `error` buffer (truncated to `error_size`; NULL to skip);
+ * every output array is allocated by the caller; no C++ exception crosses this boundary. Strings are
+ * UTF-8 with explicit lengths (a NULL lengths array means NUL-terminated strings). A handle may be used
+ * from many threads at once; close it once, after every call on it has returned.
+ *
+ * Semantics are those of codescaler::Scorer (codescaler/scorer.hpp): the reward is softplus(raw score)
+ * for a response with exactly one valid code block (tree-sitter decides validity), else 0.
+ */
+#ifndef CODESCALER_H
+#define CODESCALER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CODESCALER_ABI_VERSION 1
+
+typedef enum codescaler_status {
+  CODESCALER_OK = 0,
+  CODESCALER_INVALID_ARGUMENT = 1, /* NULL where a value is needed, sizes that differ, a bad option */
+  CODESCALER_INVALID_UTF8 = 2,     /* a question or response is not well-formed UTF-8 */
+  CODESCALER_IO_ERROR = 3,
+  CODESCALER_BAD_ENGINE = 4,       /* damaged, truncated or inconsistent engine directory */
+  CODESCALER_UNSUPPORTED = 5,      /* an engine (or, per reward, a pair) this scorer cannot run exactly */
+  CODESCALER_MODEL_ERROR = 6,
+  CODESCALER_OUT_OF_MEMORY = 7,
+  CODESCALER_INTERNAL_ERROR = 8
+} codescaler_status;
+
+/* Extraction outcome of one response (codescaler_reward.extraction). */
+typedef enum codescaler_extraction {
+  CODESCALER_EXTRACT_OK = 0,
+  CODESCALER_EXTRACT_NO_BLOCK = 1,
+  CODESCALER_EXTRACT_MULTIPLE_BLOCKS = 2,
+  CODESCALER_EXTRACT_EMPTY_BLOCK = 3,
+  CODESCALER_EXTRACT_SYNTAX_ERROR = 4,
+  CODESCALER_EXTRACT_TIMEOUT = 5
+} codescaler_extraction;
+
+typedef struct codescaler_scorer codescaler_scorer;
+
+/* Fill with codescaler_options_init, then change what you need; names match the Python options. */
+typedef struct codescaler_options {
+  uint32_t struct_size;      /* sizeof(codescaler_options), set by codescaler_options_init */
+  uint32_t threads;          /* 0: libtorch's default, every core for extraction */
+  uint64_t max_length;       /* 0: the engine's */
+  uint64_t max_batch_tokens; /* 8192 */
+  uint64_t max_batch_size;   /* 64 */
+  int32_t share_prefix;      /* 1 */
+  int32_t score_empty;       /* 0 */
+  const char* policy;        /* "codescaler" (default), "last", "best" */
+  const char* language;      /* "python" (default), "cpp", "java", "javascript", "go", "rust" */
+} codescaler_options;
+
+typedef struct codescaler_reward {
+  double reward;          /* NaN when item_status != CODESCALER_OK */
+  double raw_score;       /* meaningful when has_raw_score */
+  int32_t has_raw_score;
+  int32_t extraction;     /* codescaler_extraction */
+  int32_t truncated;      /* the conversation exceeded max_length */
+  int32_t item_status;    /* CODESCALER_OK, or CODESCALER_UNSUPPORTED: the template cannot render this pair */
+  uint64_t code_offset;   /* the extracted code: bytes [code_offset, code_offset + code_length) of the response */
+  uint64_t code_length;
+} codescaler_reward;
+
+void codescaler_options_init(codescaler_options* options);
+
+codescaler_status codescaler_open(const char* engine_dir, const codescaler_options* options,
+                                  codescaler_scorer** out, char* error, size_t error_size);
+void codescaler_close(codescaler_scorer* scorer);
+
+/* rewards[i] for (questions[i], responses[i]), i < n. */
+codescaler_status codescaler_score_batch(codescaler_scorer* scorer, size_t n, const char* const* questions,
+                                         const size_t* question_lengths, const char* const* responses,
+                                         const size_t* response_lengths, codescaler_reward* rewards,
+                                         char* error, size_t error_size);
+
+/* Scores n candidates for one question; *best is the highest reward, ties to the earliest. */
+codescaler_status codescaler_best_of_n(codescaler_scorer* scorer, const char* question, size_t question_length,
+                                       size_t n, const char* const* candidates, const size_t* candidate_lengths,
+                                       codescaler_reward* rewards, size_t* best, char* error, size_t error_size);
+
+/* One line naming the engine, libtorch, dtype and max_length; returns the length it needed. */
+size_t codescaler_describe(const codescaler_scorer* scorer, char* buffer, size_t size);
+
+const char* codescaler_status_name(codescaler_status status);
+const char* codescaler_extraction_name(int32_t extraction);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CODESCALER_H */

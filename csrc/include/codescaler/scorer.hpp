@@ -1,0 +1,119 @@
+// The CodeScaler reward inside a C++ process: extraction, chat template, tokenizer, the compiled model and
+// the shaping, with no Python. It reads an engine directory made by
+// `codescaler export --model MODEL --out DIR --format aoti` on the same machine and gives the rewards
+// Python's `RewardModel.from_pretrained(DIR)` gives (within 1e-4 at float32; see the README).
+//
+// What differs from Python, by design:
+// - Python validity is tree-sitter's verdict (there is no CPython here). On the project's corpora it
+//   accepts a little code CPython rejects and never rejects code CPython accepts (benchmarks/bench_verdict.py
+//   measures it); such a response gets a reward here and 0 in Python.
+// - The chat template is the splice recorded at export (head + question + middle + code + tail, with the
+//   code's leading characters stripped as the template does), verified by probes there. A (question, code)
+//   pair containing one of the template's recorded `refuse` strings (e.g. "</think>" for Qwen3) is not
+//   scored: its Reward has `item` = ScorerCode::unsupported and a NaN reward. An engine whose template is
+//   no splice at all is refused at open.
+// - Truncation is upstream's (right, at max_length tokens); Python's truncation="question" is not offered.
+//
+// No exceptions leave this API: every call returns a ScorerStatus. A Scorer is safe to share between
+// threads: extraction and tokenization run on the calling thread(s), forward passes one at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codescaler/extract.hpp"
+
+namespace codescaler {
+
+enum class ScorerCode {
+  ok,
+  invalid_argument,  // a call's arguments are wrong (sizes differ, no candidates, bad option value)
+  invalid_utf8,      // a question or response is not well-formed UTF-8 (the message names which, and where)
+  io_error,          // a file of the engine directory could not be read
+  bad_engine,        // the engine directory is damaged, truncated or inconsistent (the message names the file)
+  unsupported,       // a valid engine (or item) this scorer cannot run exactly (the message says why)
+  model_error,       // libtorch failed while running the model (the message carries its text)
+  out_of_memory,
+  internal_error,    // anything else; a bug if ever seen
+};
+
+const char* scorer_code_name(ScorerCode code);
+
+struct ScorerStatus {
+  ScorerCode code = ScorerCode::ok;
+  std::string message;
+  bool ok() const { return code == ScorerCode::ok; }
+};
+
+struct ScorerOptions {
+  // CPU threads for the model (libtorch's intra-op pool, which is process-wide) and for extraction and
+  // tokenization; 0 leaves libtorch's default and uses every core for the rest.
+  unsigned threads = 0;
+  // Token limit of one conversation; 0: the engine's (its manifest's max_length). Larger is refused.
+  std::size_t max_length = 0;
+  // The planner, as Python's options of the same names.
+  std::size_t max_batch_tokens = 8192;
+  std::size_t max_batch_size = 64;
+  bool share_prefix = true;
+  // Extraction, as Python's options of the same names.
+  Policy policy = Policy::codescaler;
+  Language language = Language::python;
+  bool score_empty = false;
+  std::int64_t parse_budget_us = 1'000'000;
+};
+
+struct Reward {
+  double reward = 0.0;      // softplus(raw_score) when the code is valid, else 0.0; NaN when item != ok
+  double raw_score = 0.0;   // the model's score; meaningful only when has_raw_score
+  bool has_raw_score = false;
+  Status status = Status::no_block;  // extraction status; ok means valid code was found
+  bool truncated = false;   // the conversation exceeded max_length and the model saw its first tokens only
+  std::string code;         // the extracted code ("" unless status is ok)
+  std::size_t code_begin = 0, code_end = 0;  // its byte range in the response
+  ScorerCode item = ScorerCode::ok;  // unsupported: the template cannot render this pair exactly
+  std::string message;      // why, when item != ok
+};
+
+struct BestOfN {
+  std::size_t index = 0;  // the highest reward, ties to the earliest candidate
+  std::vector<Reward> details;
+};
+
+class Scorer {
+ public:
+  // Reads and checks `engine_dir` (manifest, files, machine, tokenizer, template), loads the weights
+  // and the compiled blocks, and runs one warm-up pass.
+  static ScorerStatus open(const std::string& engine_dir, const ScorerOptions& options,
+                           std::unique_ptr<Scorer>* out);
+  ~Scorer();
+  Scorer(const Scorer&) = delete;
+  Scorer& operator=(const Scorer&) = delete;
+
+  ScorerStatus score(std::string_view question, std::string_view response, Reward* out) const;
+  // One reward per (questions[i], responses[i]), in order. Identical conversations are run once, and the
+  // responses to one question share its tokens (see the README's "How it is fast").
+  ScorerStatus score_batch(const std::vector<std::string_view>& questions,
+                           const std::vector<std::string_view>& responses, std::vector<Reward>* out) const;
+  // A GRPO step: groups[i] holds the responses to questions[i].
+  ScorerStatus score_groups(const std::vector<std::string_view>& questions,
+                            const std::vector<std::vector<std::string_view>>& groups,
+                            std::vector<std::vector<Reward>>* out) const;
+  ScorerStatus best_of_n(std::string_view question, const std::vector<std::string_view>& candidates,
+                         BestOfN* out) const;
+
+  // "bfloat16" or "float32" (fixed at export), the truncation length in use, and one line for logs.
+  const std::string& dtype() const;
+  std::size_t max_length() const;
+  std::string describe() const;
+
+ private:
+  struct Impl;
+  explicit Scorer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace codescaler

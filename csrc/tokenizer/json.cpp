@@ -2,6 +2,7 @@
 #include "unicode.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 #include <system_error>
 
@@ -85,6 +86,11 @@ class Parser {
       case 'n': out.type = Type::null; return literal("null");
       default:
         if (c == '-' || (c >= '0' && c <= '9')) return number(out);
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(c));
+          return fail(std::string("unexpected byte ") + hex);  // never echo a byte that may not be text
+        }
         return fail(std::string("unexpected character '") + c + "'");
     }
   }

@@ -3,10 +3,30 @@
 #include <codescaler/codescaler.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 static int failures = 0;
+
+/* Concurrent callers share one handle. */
+struct job {
+  codescaler_scorer* scorer;
+  const char* const* questions;
+  const char* const* responses;
+  size_t n;
+  codescaler_reward rewards[8];
+  codescaler_status status;
+};
+
+static void* score_job(void* arg) {
+  struct job* j = (struct job*)arg;
+  char error[256];
+  for (int round = 0; round < 5 && j->status == CODESCALER_OK; ++round)
+    j->status = codescaler_score_batch(j->scorer, j->n, j->questions, NULL, j->responses, NULL, j->rewards, error,
+                                       sizeof error);
+  return NULL;
+}
 
 #define CHECK(cond, ...)                              \
   do {                                                \
@@ -109,6 +129,28 @@ int main(int argc, char** argv) {
   CHECK(codescaler_best_of_n(scorer, question, strlen(question), 0, responses, NULL, rewards, &best, error,
                              sizeof error) == CODESCALER_INVALID_ARGUMENT, "no candidates");
   CHECK(strcmp(codescaler_extraction_name(CODESCALER_EXTRACT_SYNTAX_ERROR), "syntax_error") == 0, "names");
+
+  /* Four threads at once on one handle get the rewards one thread gets. */
+  codescaler_reward alone[5];
+  CHECK(codescaler_score_batch(scorer, 5, questions, NULL, responses, NULL, alone, error, sizeof error) == CODESCALER_OK,
+        "sequential");
+  pthread_t threads[4];
+  struct job jobs[4];
+  for (int t = 0; t < 4; ++t) {
+    jobs[t].scorer = scorer;
+    jobs[t].questions = questions;
+    jobs[t].responses = responses;
+    jobs[t].n = 5;
+    jobs[t].status = CODESCALER_OK;
+    pthread_create(&threads[t], NULL, score_job, &jobs[t]);
+  }
+  for (int t = 0; t < 4; ++t) {
+    pthread_join(threads[t], NULL);
+    CHECK(jobs[t].status == CODESCALER_OK, "thread %d status %d", t, jobs[t].status);
+    for (int i = 0; i < 5; ++i)
+      CHECK(jobs[t].rewards[i].reward == alone[i].reward && jobs[t].rewards[i].extraction == alone[i].extraction,
+            "thread %d reward %d", t, i);
+  }
 
   codescaler_close(scorer);
   codescaler_close(NULL);

@@ -1,0 +1,270 @@
+"""The C++ scorer (libcodescaler.so, csrc/scorer) against Python's RewardModel on the same engine directory:
+equal rewards on a GRPO workload, no libpython in the process, and bad engines and bad input answered
+with a status and a message, never a crash.
+
+The C++ targets are built here with the README's command (into build/ctest, which .ci/run's C++ step
+then reuses), against the torch wheel installed in this interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codescaler import RewardModel
+from codescaler.engine.export import export_aoti
+from codescaler.tiny import resolve_model
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "ctest"
+TARGETS = ("codescaler_score_example", "codescaler_capi_test", "codescaler_score_bench")
+
+
+@pytest.fixture(scope="module")
+def binaries() -> dict[str, Path]:
+    if shutil.which("cmake") is None:
+        pytest.fail("cmake is needed to build the C++ scorer (pip install cmake)")
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(BUILD), "-DCODESCALER_BUILD_TESTS=ON",
+                    f"-DPython3_EXECUTABLE={sys.executable}"], check=True, capture_output=True, text=True)
+    build = subprocess.run(["cmake", "--build", str(BUILD), "-j2", "--target", *TARGETS],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return {t: BUILD / t for t in TARGETS}
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory, model_dirs) -> dict[str, Path]:
+    """Tiny (Qwen3-style template: a guarded splice) at float32 and bfloat16, and a Qwen2 model (q/k/v
+    biases, no q/k norms, a plain ChatML template) at float32; max_length 384 so some conversations are
+    truncated."""
+    out = {}
+    for name, model, dtype in (("tiny-f32", resolve_model("tiny"), "float32"),
+                               ("tiny-bf16", resolve_model("tiny"), "bfloat16"),
+                               ("qwen2-f32", model_dirs["qwen2-64"], "float32")):
+        d = tmp_path_factory.mktemp(name) / "engine"
+        export_aoti(model, d, dtype=dtype, max_length=384, log=lambda *_: None)
+        out[name] = d
+    return out
+
+
+def _workload(engine: Path) -> tuple[list[str], list[str]]:
+    """A GRPO step (8 questions x 8 responses from HumanEval text) plus the edge cases a scorer meets."""
+    from tokenizers import Tokenizer
+
+    from benchmarks.workloads import grpo_step
+
+    w = grpo_step(Tokenizer.from_file(str(engine / "tokenizer.json")), questions=8, group=8, seed=3,
+                  question_tokens=(40, 300), answer_tokens=(20, 300))
+    qs, rs = list(w.questions), list(w.responses)
+    q = qs[0]
+    edge = [
+        "", "```python\n```", "```python\n\n\nx = 1\n```", "```python\r\nx = 1\r\n```",
+        "<think>\nlet me think\n</think>\n\n```python\ndef f():\n    return 1\n```",
+        "```python\ns = '</think>'\n```",                       # the template rewrites this pair
+        "```python\nprint('déjà vu — 数据 🚀 \u0301')\n```",
+        "```python\nx = '<|im_end|>'\n```",
+        "```python\n" + "y = 1\n" * 400 + "```",                  # truncated at max_length
+        "```python\nx = 1\n```\n```python\ny = 2\n```",
+    ]
+    return qs + [q] * len(edge) + ["", "Say hi.\n\n\n"], rs + edge + ["```python\nx = 1\n```"] * 2
+
+
+def _run_example(binary: Path, engine: Path, rows: list[dict], tmp_path: Path, *extra: str):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(r if isinstance(r, bytes) else (json.dumps(r, ensure_ascii=False) + "\n").encode()
+                             for r in rows))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([str(binary), str(engine), str(src), *extra], capture_output=True, env=env, timeout=600)
+    return proc, [json.loads(line) for line in proc.stdout.decode().splitlines()]
+
+
+# bfloat16: C++ runs the pairs tree-sitter accepts and Python's CPython rejects, and skips the pairs the
+# splice refuses, so the two pack different passes; bfloat16 GEMM rounding depends on the pass (a few ulp).
+@pytest.mark.parametrize("name, tolerance", [("tiny-f32", 1e-4), ("qwen2-f32", 1e-4), ("tiny-bf16", 0.05)])
+def test_cpp_rewards_equal_python(binaries, engines, tmp_path, name, tolerance):
+    engine = engines[name]
+    qs, rs = _workload(engine)
+    proc, got = _run_example(binaries["codescaler_score_example"], engine,
+                             [{"id": i, "question": q, "response": r} for i, (q, r) in enumerate(zip(qs, rs))], tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [g["id"] for g in got] == list(range(len(qs)))
+    want = RewardModel.from_pretrained(engine).score(qs, rs)
+    compared = disagree = refused = 0
+    worst = 0.0
+    for q, r, g, w in zip(qs, rs, got, want):
+        if g["status"] == "unsupported":  # a pair the recorded splice refuses: Python renders it with Jinja
+            refused += 1
+            assert "</think>" in w.code and "</think>" in g["error"]
+            continue
+        if g["status"] != w.status:  # tree-sitter's verdict vs CPython's (see benchmarks/bench_verdict.py)
+            disagree += 1
+            assert w.status == "syntax_error" and g["status"] == "ok", (r, w.status, g["status"])
+            continue
+        compared += 1
+        assert g["truncated"] == w.truncated
+        assert (g["raw_score"] is None) == (w.raw_score is None)
+        if w.raw_score is not None:
+            worst = max(worst, abs(g["raw_score"] - w.raw_score), abs(g["reward"] - w.reward))
+        else:
+            assert g["reward"] == w.reward == 0.0
+    print(f"{name}: {compared} compared, max |delta| {worst:.3g}, {disagree} verdicts differ, {refused} refused")
+    assert worst <= tolerance
+    assert compared + disagree + refused == len(qs) and compared >= 0.85 * len(qs)
+    assert refused == (1 if name.startswith("tiny") else 0)  # the '</think>' string in code, tiny's template only
+    assert any(w.truncated for w in want) and any(w.status != "ok" for w in want)
+
+
+def test_example_runs_without_libpython(binaries, engines, tmp_path):
+    for binary in binaries.values():
+        linked = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+        assert "libpython" not in linked and "libtorch_python" not in linked, linked
+    proc = subprocess.run(["bash", "-c", f'LD_DEBUG=libs "{binaries["codescaler_score_example"]}" '
+                                         f'"{engines["tiny-f32"]}" /dev/null'],
+                          capture_output=True, text=True, timeout=300)
+    # And at run time: no library the process initialises is Python (the compiled blocks are plain .so files).
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = [line for line in proc.stderr.splitlines() if "calling init:" in line]
+    assert loaded and not [line for line in loaded if "libpython" in line or "libtorch_python" in line], loaded
+
+
+def test_capi_from_c(binaries, engines):
+    proc = subprocess.run([str(binaries["codescaler_capi_test"]), str(engines["tiny-f32"])], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all checks passed" in proc.stdout
+
+
+def test_bad_lines_are_answered_in_place(binaries, engines, tmp_path):
+    big = "```python\n" + "x = 1\n" * (10 * 1024 * 1024 // 6) + "```"  # a 10 MB response
+    large = "```python\n" + "x = 1\n" * (1024 * 1024 // 6) + "```"  # 1 MB
+    rows = [{"id": "a", "question": "q", "response": "```python\nx = 1\n```"},
+            b"\xff\xfe not utf-8\n",
+            b"\n",
+            b'{"question": "q", "response": "\\ud800"}\n',
+            b"[1, 2]\n",
+            {"id": "b", "question": "q"},
+            {"id": "c", "question": "", "response": ""},
+            {"id": "d", "question": "q", "response": big},
+            {"id": "e", "question": "q", "response": large},
+            {"id": "f", "question": "q", "response": "```python\ny = 2\n```"}]
+    proc, got = _run_example(binaries["codescaler_score_example"], engines["tiny-f32"], rows, tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert len(got) == len(rows)
+    assert [g.get("id") for g in got] == ["a", None, None, None, None, "b", "c", "d", "e", "f"]
+    assert [g["status"] for g in got[1:6]] == ["input_error"] * 5
+    assert "line 2: not valid UTF-8" in got[1]["error"] and "blank line" in got[2]["error"]
+    assert "lone surrogate" in got[3]["error"] and "'response' must be a string (missing)" in got[5]["error"]
+    assert got[6] == {"id": "c", "reward": 0, "raw_score": None, "status": "no_block", "truncated": False}
+    # tree-sitter's parse budget (1 s per response, parse_budget_us) runs out on 10 MB: reward 0, status
+    # timeout, as in Python with a tree-sitter verdict; 1 MB parses, and the model sees its first max_length tokens.
+    assert got[7] == {"id": "d", "reward": 0, "raw_score": None, "status": "timeout", "truncated": False}
+    assert got[8]["status"] == "ok" and got[8]["truncated"] is True and got[8]["reward"] > 0
+    want = RewardModel.from_pretrained(engines["tiny-f32"]).score(["q", "q"], [rows[0]["response"], rows[-1]["response"]])
+    assert abs(got[0]["reward"] - want[0].reward) < 1e-4 and abs(got[-1]["reward"] - want[1].reward) < 1e-4
+
+
+def _damaged(engine: Path, tmp_path: Path, name: str, change) -> Path:
+    d = tmp_path / name
+    shutil.copytree(engine, d)
+    change(d)
+    return d
+
+
+def _edit_manifest(edit):
+    def change(d: Path):
+        m = json.loads((d / "manifest.json").read_text())
+        edit(m)
+        (d / "manifest.json").write_text(json.dumps(m))
+    return change
+
+
+def _truncate(name: str, keep: int | None = None):
+    def change(d: Path):
+        data = (d / name).read_bytes()
+        (d / name).write_bytes(data[: len(data) // 2 if keep is None else keep])
+    return change
+
+
+def _resize_listed(name: str, data: bytes):
+    def change(d: Path):
+        (d / name).write_bytes(data)
+        m = json.loads((d / "manifest.json").read_text())
+        m["files"][name]["size"] = len(data)
+        (d / "manifest.json").write_text(json.dumps(m))
+    return change
+
+
+def _unsupported_tokenizer(d: Path):
+    t = json.loads((d / "tokenizer.json").read_text())
+    t["model"]["type"] = "WordPiece"
+    (d / "tokenizer.json").write_text(json.dumps(t))
+    m = json.loads((d / "manifest.json").read_text())
+    m["files"]["tokenizer.json"]["size"] = (d / "tokenizer.json").stat().st_size
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+DAMAGE = [
+    ("missing", lambda d: shutil.rmtree(d), "io_error", "not a directory"),
+    ("no-manifest", lambda d: (d / "manifest.json").unlink(), "bad_engine", "not an engine directory"),
+    ("manifest-garbage", lambda d: (d / "manifest.json").write_bytes(b"{\"format\": \xff"), "bad_engine",
+     "not valid JSON (line 1, column 12 (byte 11): unexpected byte 0xff)"),
+    ("weights-truncated", _truncate("weights.safetensors"), "bad_engine", "truncated or replaced"),
+    ("weights-header", _resize_listed("weights.safetensors", b"\xff" * 64), "bad_engine", "header length"),
+    ("package-garbage", _resize_listed("blocks.pt2", b"not a zip file" * 10), "bad_engine", "cannot load the compiled blocks"),
+    ("onnx", _edit_manifest(lambda m: m.update(format="onnx")), "unsupported", "--format aoti"),
+    ("no-template", _edit_manifest(lambda m: m.update(template=None, template_reason="it uppercases content")),
+     "unsupported", "it uppercases content"),
+    ("other-machine", _edit_manifest(lambda m: m["machine"].update(flags=m["machine"]["flags"] + ["avx9000"])),
+     "unsupported", "avx9000"),
+    ("other-torch", _edit_manifest(lambda m: m["machine"].update(torch="1.0.0")), "unsupported", "torch: engine 1.0.0"),
+    ("wrong-arch", _edit_manifest(lambda m: m.update(arch=m["arch"].replace('"hidden": 128', '"hidden": 64'))),
+     "bad_engine", "is not (vocabulary, hidden)"),
+    ("wrong-probes", _edit_manifest(lambda m: m["tokenizer"]["probes"].update({"x": [1, 2, 3]})), "bad_engine",
+     "different exports"),
+    ("tokenizer-unsupported", _unsupported_tokenizer, "unsupported", "WordPiece"),
+    ("field-type", _edit_manifest(lambda m: m.update(max_length="4096")), "bad_engine", "max_length is a string"),
+]
+
+
+@pytest.mark.parametrize("name, change, code, words", DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_damaged_engine_is_refused_with_a_message(binaries, engines, tmp_path, name, change, code, words):
+    engine = _damaged(engines["tiny-f32"], tmp_path, name, change)
+    proc, got = _run_example(binaries["codescaler_score_example"], engine,
+                             [{"question": "q", "response": "```python\nx = 1\n```"}], tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and got == [], err  # a status, not a signal
+    assert f"error ({code})" in err and words in err, err
+
+
+def test_bench_prints_latency_and_throughput(binaries, engines, tmp_path):
+    rows = [{"question": "Write f.", "response": f"```python\ndef f():\n    return {i}\n```"} for i in range(16)]
+    src = tmp_path / "w.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run([str(binaries["codescaler_score_bench"]), str(engines["tiny-f32"]), str(src),
+                           "--repeats", "5"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["bon_n"] == 16 and 0 < out["bon_p50_s"] <= out["bon_p99_s"] and out["grpo_per_s"] > 0
+    rewards = RewardModel.from_pretrained(engines["tiny-f32"]).best_of_n("Write f.", [r["response"] for r in rows])
+    assert out["bon_best"] == rewards.index and math.isfinite(out["open_s"])
+
+
+def test_bfloat16_is_identical_when_the_passes_agree(binaries, engines, tmp_path):
+    """With the same pairs run (every verdict agreeing, nothing refused) C++ packs the passes Python packs
+    and runs the same kernels: bfloat16 rewards are equal bit for bit."""
+    qs = ["Write add(a, b) that returns the sum of two integers."] * 6 + ["Reverse a string."] * 3
+    rs = [f"```python\ndef add(a, b):\n    return a + b + {i}\n```" for i in range(6)]
+    rs += [f"Sure.\n```python\ndef rev(s):\n    return s[::-{i + 1}]\n```" for i in range(3)]
+    proc, got = _run_example(binaries["codescaler_score_example"], engines["tiny-bf16"],
+                             [{"question": q, "response": r} for q, r in zip(qs, rs)], tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    want = RewardModel.from_pretrained(engines["tiny-bf16"]).score(qs, rs)
+    assert [g["raw_score"] for g in got] == [w.raw_score for w in want]
+    assert [g["reward"] for g in got] == [w.reward for w in want]

@@ -64,6 +64,20 @@ bool views(std::size_t n, const char* const* texts, const std::size_t* lengths, 
   return true;
 }
 
+// Runs `body` (which returns a status), turning anything it throws into a status and a message.
+template <class Body>
+codescaler_status guarded(char* error, std::size_t error_size, const char* doing, Body&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    copy_out(std::string("out of memory ") + doing, error, error_size);
+    return CODESCALER_OUT_OF_MEMORY;
+  } catch (...) {
+    copy_out(std::string("internal error ") + doing, error, error_size);
+    return CODESCALER_INTERNAL_ERROR;
+  }
+}
+
 void fill(const codescaler::Reward& r, codescaler_reward& c) {
   c.reward = r.reward;
   c.raw_score = r.raw_score;
@@ -97,7 +111,7 @@ codescaler_status codescaler_open(const char* engine_dir, const codescaler_optio
                                   char* error, size_t error_size) {
   if (!engine_dir || !out) return invalid("codescaler_open: engine_dir and out must not be NULL", error, error_size);
   *out = nullptr;
-  try {
+  return guarded(error, error_size, "opening the engine", [&]() -> codescaler_status {
     codescaler::ScorerOptions o;
     if (options) {
       if (options->struct_size != sizeof(codescaler_options))
@@ -124,13 +138,7 @@ codescaler_status codescaler_open(const char* engine_dir, const codescaler_optio
     if (!s.ok()) return report(s, error, error_size);
     *out = handle.release();
     return CODESCALER_OK;
-  } catch (const std::bad_alloc&) {
-    copy_out("out of memory", error, error_size);
-    return CODESCALER_OUT_OF_MEMORY;
-  } catch (...) {
-    copy_out("internal error opening the engine", error, error_size);
-    return CODESCALER_INTERNAL_ERROR;
-  }
+  });
 }
 
 void codescaler_close(codescaler_scorer* scorer) { delete scorer; }
@@ -142,7 +150,7 @@ codescaler_status codescaler_score_batch(codescaler_scorer* scorer, size_t n, co
   if (!scorer) return invalid("codescaler_score_batch: scorer is NULL", error, error_size);
   if (n && (!questions || !responses || !rewards))
     return invalid("codescaler_score_batch: questions, responses and rewards must not be NULL", error, error_size);
-  try {
+  return guarded(error, error_size, "while scoring", [&]() -> codescaler_status {
     std::vector<std::string_view> qs, rs;
     std::string problem;
     if (!views(n, questions, question_lengths, "questions", qs, problem) ||
@@ -153,13 +161,7 @@ codescaler_status codescaler_score_batch(codescaler_scorer* scorer, size_t n, co
     if (!s.ok()) return report(s, error, error_size);
     for (std::size_t i = 0; i < n; ++i) fill(got[i], rewards[i]);
     return report(s, error, error_size);
-  } catch (const std::bad_alloc&) {
-    copy_out("out of memory", error, error_size);
-    return CODESCALER_OUT_OF_MEMORY;
-  } catch (...) {
-    copy_out("internal error while scoring", error, error_size);
-    return CODESCALER_INTERNAL_ERROR;
-  }
+  });
 }
 
 codescaler_status codescaler_best_of_n(codescaler_scorer* scorer, const char* question, size_t question_length,
@@ -168,7 +170,7 @@ codescaler_status codescaler_best_of_n(codescaler_scorer* scorer, const char* qu
   if (!scorer || !question || !candidates || !rewards || !best)
     return invalid("codescaler_best_of_n: scorer, question, candidates, rewards and best must not be NULL", error,
                    error_size);
-  try {
+  return guarded(error, error_size, "while scoring", [&]() -> codescaler_status {
     std::vector<std::string_view> cs;
     std::string problem;
     if (!views(n, candidates, candidate_lengths, "candidates", cs, problem))
@@ -179,13 +181,7 @@ codescaler_status codescaler_best_of_n(codescaler_scorer* scorer, const char* qu
     for (std::size_t i = 0; i < n; ++i) fill(got.details[i], rewards[i]);
     *best = got.index;
     return report(s, error, error_size);
-  } catch (const std::bad_alloc&) {
-    copy_out("out of memory", error, error_size);
-    return CODESCALER_OUT_OF_MEMORY;
-  } catch (...) {
-    copy_out("internal error while scoring", error, error_size);
-    return CODESCALER_INTERNAL_ERROR;
-  }
+  });
 }
 
 size_t codescaler_describe(const codescaler_scorer* scorer, char* buffer, size_t size) {

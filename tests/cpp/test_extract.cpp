@@ -1,5 +1,6 @@
 // C++ API tests, run by ctest: fence scanning, strip, selection policies, per-language validation and
 // hostile input, without Python.
+#include "expect.hpp"
 #include <codescaler/extract.hpp>
 
 #include <chrono>
@@ -11,15 +12,7 @@ using namespace codescaler;
 
 namespace {
 
-int failures = 0;
-
-#define EXPECT(cond)                                                    \
-  do {                                                                  \
-    if (!(cond)) {                                                      \
-      std::fprintf(stderr, "%s:%d: EXPECT(%s) failed\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                       \
-    }                                                                   \
-  } while (0)
+using codescaler_test::failures;
 
 std::string body(std::string_view text, const Block& b) {
   return std::string(text.substr(b.code_begin, b.code_end - b.code_begin));

@@ -1,6 +1,7 @@
 // C++ API tests for codescaler::plan, run by ctest without Python: small workloads whose plans are worked
 // out by hand below. Parity with Python's planner on thousands of random workloads is
 // tests/test_native_plan.py.
+#include "expect.hpp"
 #include "plan.hpp"
 
 #include <cstdio>
@@ -10,15 +11,7 @@ using namespace codescaler::plan;
 
 namespace {
 
-int failures = 0;
-
-#define EXPECT(cond)                                                                 \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "%s:%d: EXPECT(%s) failed\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                    \
-    }                                                                                \
-  } while (0)
+using codescaler_test::failures;
 
 using Ids = std::vector<std::int32_t>;
 using Members = std::vector<std::size_t>;

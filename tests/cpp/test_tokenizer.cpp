@@ -2,6 +2,7 @@
 // here (merges, added tokens, NFC, the Qwen2 regex, TemplateProcessing), refusals at open, bad input.
 // Token-for-token parity with Hugging Face on the real Qwen vocabulary is tests/test_native_tokenizer.py;
 // set CODESCALER_TOKENIZER_JSON to a tokenizer.json to also check a few known Qwen encodings here.
+#include "expect.hpp"
 #include <codescaler/tokenizer.hpp>
 
 #include <chrono>
@@ -14,15 +15,7 @@ using namespace codescaler;
 
 namespace {
 
-int failures = 0;
-
-#define EXPECT(cond)                                                                 \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      std::fprintf(stderr, "%s:%d: EXPECT(%s) failed\n", __FILE__, __LINE__, #cond); \
-      ++failures;                                                                    \
-    }                                                                                \
-  } while (0)
+using codescaler_test::failures;
 
 using Ids = std::vector<std::int32_t>;
 

@@ -52,6 +52,18 @@ def _engine(shape: str, layers: int | None, dtype: str) -> Path:
     return out
 
 
+def _same_verdicts(questions, responses):
+    """The pairs whose code CPython (Python) and tree-sitter (C++) judge alike, so both scorers run the
+    same forward passes; and how many were dropped."""
+    from codescaler import _native
+    from codescaler.extract import extract_batch
+
+    cpython = [e.status == "ok" for e in extract_batch(responses)]
+    ts = [row[0] == "ok" for row in _native.extract_batch(list(responses), "codescaler", "python", 0, True, 1_000_000)]
+    keep = [i for i in range(len(responses)) if cpython[i] == ts[i]]
+    return [questions[i] for i in keep], [responses[i] for i in keep], len(responses) - len(keep)
+
+
 def _write(path: Path, questions, responses) -> Path:
     path.write_text("".join(json.dumps({"question": q, "response": r}, ensure_ascii=False) + "\n"
                             for q, r in zip(questions, responses)))
@@ -122,13 +134,19 @@ def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = Non
 
     from codescaler.backends.torch_backend import default_dtype
 
-    from .workloads import best_of_n, grpo_step
+    from .workloads import Workload, best_of_n, grpo_step
 
     dtype = dtype or default_dtype("cpu")[0]
     bench_bin, example = _binaries()
     engine = _engine(shape, layers, dtype)
     tok = Tokenizer.from_file(str(engine / "tokenizer.json"))
-    bon, grpo = best_of_n(tok, n=16), grpo_step(tok)
+    # Both sides run the same pairs: responses whose verdicts differ (tree-sitter accepts some code CPython
+    # rejects, e.g. Python 2 print) would run in C++ only and time more work there.
+    bon_all, grpo_all = best_of_n(tok, n=24), grpo_step(tok)
+    bq, br, _ = _same_verdicts(bon_all.questions, bon_all.responses)
+    bon = Workload("best-of-16", bq[:16], br[:16], 16)
+    gq, gr, dropped = _same_verdicts(grpo_all.questions, grpo_all.responses)
+    grpo = Workload("grpo", gq, gr, grpo_all.group_size)
     with tempfile.TemporaryDirectory() as tmp:
         bon_file = _write(Path(tmp) / "bon.jsonl", bon.questions, bon.responses)
         grpo_file = _write(Path(tmp) / "grpo.jsonl", grpo.questions, grpo.responses)
@@ -151,8 +169,9 @@ def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = Non
                   f"{cpp['bon_p99_s'] / py['bon_p99_s']:.2f}x", f"{cpp['grpo_s'] / py['grpo_s']:.2f}x",
                   f"{py['grpo_s'] / cpp['grpo_s']:.2f}x")
     console.print(table)
-    console.print(f"same rewards: max |delta| {worst:.3g} over the GRPO step where both verdicts agree "
-                  f"({differ} verdicts differ: tree-sitter vs CPython; {refused} pairs refused by the splice); "
+    console.print(f"same work: {dropped} of {len(grpo_all.responses)} GRPO responses whose verdicts differ "
+                  f"(tree-sitter vs CPython) left out of both; same rewards: max |delta| {worst:.3g} "
+                  f"({differ} verdicts differ, {refused} pairs refused by the splice); "
                   f"Best-of-16 pick: Python {py['bon_best']}, C++ {cpp['bon_best']}")
     return {"python": {k: v for k, v in py.items() if k != "rewards"}, "cpp": cpp, "max_delta": worst}
 

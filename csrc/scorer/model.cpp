@@ -1,6 +1,7 @@
 #include "model.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,8 +48,9 @@ void read_exact(int fd, void* dst, std::size_t n, std::uint64_t offset, const st
   }
 }
 
-// The tensors of one safetensors file (8-byte header length, JSON header, raw little-endian data), each
-// read into memory of its own (aligned, owned), every offset and size checked against the file.
+// The tensors of one safetensors file (8-byte header length, JSON header, raw little-endian data), every
+// offset and size checked against the file. The tensors are views of one private, copy-on-write mapping
+// of the file (as Python's safetensors gives them): loading costs page faults, not a copy.
 std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
   Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (f.fd < 0) fail(ScorerCode::io_error, path + ": cannot open");
@@ -68,6 +70,10 @@ std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
   const std::string problem = json::parse(header, root);
   if (!problem.empty() || !root.is_object()) fail(ScorerCode::bad_engine, path + ": header is not a JSON object " + problem);
   const std::uint64_t data_start = 8 + header_len, data_size = size - data_start;
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, f.fd, 0);
+  if (base == MAP_FAILED) fail(ScorerCode::io_error, path + ": cannot map the file");
+  // Every tensor holds the mapping; it is unmapped when the last one goes.
+  std::shared_ptr<void> mapping(base, [size](void* p) { ::munmap(p, size); });
   std::map<std::string, at::Tensor> out;
   for (const auto& [name, info] : root.object) {
     if (name == "__metadata__") continue;
@@ -97,8 +103,8 @@ std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
     const std::uint64_t bytes = numel * c10::elementSize(type);
     if (b < 0 || e < b || e > static_cast<double>(data_size) || static_cast<std::uint64_t>(e - b) != bytes)
       fail(ScorerCode::bad_engine, path + ": tensor " + name + "'s data_offsets do not match its shape or lie outside the file");
-    at::Tensor t = at::empty(dims, at::TensorOptions().dtype(type));
-    if (bytes) read_exact(f.fd, t.data_ptr(), bytes, data_start + static_cast<std::uint64_t>(b), path);
+    void* at_data = static_cast<char*>(mapping.get()) + data_start + static_cast<std::uint64_t>(b);
+    at::Tensor t = at::from_blob(at_data, dims, [mapping](void*) {}, at::TensorOptions().dtype(type));
     out.emplace(name, std::move(t));
   }
   return out;

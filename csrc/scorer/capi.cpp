@@ -67,6 +67,7 @@ bool views(std::size_t n, const char* const* texts, const std::size_t* lengths, 
 // Runs `body` (which returns a status), turning anything it throws into a status and a message.
 template <class Body>
 codescaler_status guarded(char* error, std::size_t error_size, const char* doing, Body&& body) {
+  copy_out(std::string(), error, error_size);  // a caller's buffer always ends up a C string
   try {
     return body();
   } catch (const std::bad_alloc&) {

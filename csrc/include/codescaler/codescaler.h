@@ -1,7 +1,7 @@
 /* The CodeScaler scorer behind a C ABI, for services in C, Go (cgo), Rust (bindgen), Java (JNA/Panama).
  *
- * Conventions: an opaque handle; every call returns a codescaler_status and, on failure, writes a
- * NUL-terminated message into the caller's `error` buffer (truncated to `error_size`; NULL to skip);
+ * Conventions: an opaque handle; every call returns a codescaler_status and writes a NUL-terminated
+ * message into the caller's `error` buffer ("" on success; truncated to `error_size`; NULL to skip);
  * every output array is allocated by the caller; no C++ exception crosses this boundary. Strings are
  * UTF-8 with explicit lengths (a NULL lengths array means NUL-terminated strings). A handle may be used
  * from many threads at once; close it once, after every call on it has returned.

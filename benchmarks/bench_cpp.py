@@ -1,13 +1,26 @@
 """Python vs the C++ scorer on one aoti engine: Best-of-16 latency (p50/p99) and GRPO-step throughput.
 
-    python -m benchmarks.bench_cpp [--shape tiny|bench|1.7b] [--layers N] [--dtype bfloat16] [--repeats R]
+    python -m benchmarks.bench_cpp [--shape tiny|bench|1.7b] [--layers N] [--dtype float32|bfloat16]
+                                   [--repeats R] [--threads T]
 
-Exports the model (the embedded tiny one, or the random Qwen3 of ``codescaler bench --shape``) as an aoti
-engine into the cache, writes the workloads of ``benchmarks.workloads`` as JSON Lines, times
-``RewardModel.best_of_n`` / ``score`` in this process and ``codescaler_score_bench`` (csrc/examples) as a
-subprocess on the same files, and checks both give the same rewards (``codescaler_score_example``).
-Both sides use every core the process may use. Run it on a quiet machine: it prints ratios measured in
-one run.
+Exports the model (the embedded tiny one, or the random Qwen3 of ``codescaler bench --shape``; ``1.7b``
+defaults to 4 of its 28 layers) as an aoti engine into ``<cache>/cpp-bench/<model>-<dtype>`` (reused
+while its source model, config, dtype and machine key still match), writes the workloads of
+``benchmarks.workloads`` as two JSON Lines files and times both scorers on them:
+
+* Python, in this process: ``RewardModel.from_pretrained`` (load), ``best_of_n`` on the Best-of-16
+  request R times (p50/p99), ``score`` on the GRPO step max(1, R/5) times (best of).
+* C++, ``codescaler_score_bench`` (csrc/examples) as a subprocess, run twice: on the 16-line Best-of-16
+  file with ``--bon 16`` (its load time and latencies are taken) and on the GRPO file with ``--bon 1``
+  (its score_batch time is taken). Same repeats, same percentile rule.
+
+Both sides warm up while loading (one tiny pass), so "load" is open + warm-up, and the first timed call
+is not a cold one. Both use the same thread count (``--threads``, default torch's). Responses whose
+verdicts differ between CPython (Python) and tree-sitter (C++) are left out of both workloads, so both
+run the same forward passes. Parity: ``codescaler_score_example`` scores the GRPO file and its rewards
+are compared with Python's, and the Best-of-16 picks are compared; at float32 the run fails (exit 1)
+unless max |delta reward| < 1e-4, no verdict differs and the picks agree. Timings are from one run:
+run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -22,33 +35,65 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "ctest"
-BUILD_COMMAND = "cmake -S . -B build/ctest -DCODESCALER_BUILD_TESTS=ON && cmake --build build/ctest -j2"
+TARGETS = ("codescaler_score_bench", "codescaler_score_example")
+BUILD_COMMAND = ("cmake -S . -B build/ctest -DCODESCALER_BUILD_TESTS=ON && "
+                 f"cmake --build build/ctest -j2 --target {' '.join(TARGETS)}")
 
 
 def _binaries() -> tuple[Path, Path]:
-    bench, example = BUILD / "codescaler_score_bench", BUILD / "codescaler_score_example"
+    """The two C++ programs, built first (in build/ctest) when either is missing."""
+    bench, example = (BUILD / t for t in TARGETS)
     if not (bench.exists() and example.exists()):
-        print(f"building the C++ scorer: {BUILD_COMMAND}", file=sys.stderr)
-        subprocess.run(BUILD_COMMAND, shell=True, cwd=ROOT, check=True)
+        print(f"C++ scorer binaries missing; building them (from {ROOT}): {BUILD_COMMAND}", file=sys.stderr)
+        if subprocess.run(BUILD_COMMAND, shell=True, cwd=ROOT).returncode or not (bench.exists() and example.exists()):
+            sys.exit(f"bench_cpp: could not build {bench} and {example}; build them by hand from {ROOT}:\n"
+                     f"  {BUILD_COMMAND}")
     return bench, example
 
 
+def _reusable(out: Path, model: Path, dtype: str) -> str | None:
+    """Why the cached engine ``out`` cannot serve ``model`` at ``dtype``, or None when it can."""
+    from codescaler.engine.format import MANIFEST, EngineDir, config_hash
+
+    try:
+        engine = EngineDir.open(out)
+        engine.check_machine()  # torch build, CPU flags, blocks code version
+    except Exception as exc:
+        return str(exc)
+    m = engine.manifest
+    if engine.kind != "aoti" or m.get("dtype") != dtype:
+        return f"{engine.kind} engine at {m.get('dtype')}, want aoti at {dtype}"
+    if Path(m.get("source_model", "")).resolve() != model.resolve():
+        return f"exported from {m.get('source_model')}"
+    if m.get("config_sha256") != config_hash(model):
+        return f"{model / 'config.json'} changed since export"
+    built = (out / MANIFEST).stat().st_mtime
+    if any(f.stat().st_mtime > built for f in model.iterdir() if f.suffix in (".safetensors", ".bin")):
+        return f"{model}'s weights are newer than the engine"
+    return None
+
+
 def _engine(shape: str, layers: int | None, dtype: str) -> Path:
+    import shutil
+
     from codescaler.engine.export import export_aoti
-    from codescaler.engine.format import EngineDir
     from codescaler.tiny import _cache_dir, resolve_model
 
     from .bench_score import bench_model_dir
 
     model = resolve_model("tiny") if shape == "tiny" else bench_model_dir(shape, layers or (4 if shape == "1.7b" else None))
     out = _cache_dir() / "cpp-bench" / f"{model.name}-{dtype}"
-    if EngineDir.is_engine(out):
-        try:
-            EngineDir.open(out).check_machine()
+    if out.exists():
+        why = _reusable(out, model, dtype)
+        if why is None:
             return out
-        except Exception:
-            pass
+        print(f"re-exporting {out}: {why}", file=sys.stderr)
+        shutil.rmtree(out)
+    else:
+        print(f"exporting {model} -> {out} (aoti, {dtype})", file=sys.stderr)
+    t0 = time.perf_counter()
     export_aoti(model, out, dtype=dtype, log=lambda *_: None)
+    print(f"exported in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return out
 
 
@@ -98,10 +143,12 @@ def _python(engine: Path, bon, grpo, repeats: int) -> dict:
             "bon_best": best.index, "grpo_s": min(grpo_s), "rewards": rewards, "describe": model.describe()}
 
 
-def _cpp(binary: Path, engine: Path, bon_file: Path, grpo_file: Path, repeats: int) -> dict:
+def _cpp(binary: Path, engine: Path, bon_file: Path, grpo_file: Path, repeats: int, threads: int) -> dict:
     def run(path: Path, n: int) -> dict:
-        proc = subprocess.run([str(binary), str(engine), str(path), "--bon", str(n), "--repeats", str(repeats)],
-                              capture_output=True, text=True, check=True)
+        cmd = [str(binary), str(engine), str(path), "--bon", str(n), "--repeats", str(repeats), "--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            sys.exit(f"bench_cpp: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
         return json.loads(proc.stdout)
 
     bon, grpo = run(bon_file, 16), run(grpo_file, 1)
@@ -109,10 +156,15 @@ def _cpp(binary: Path, engine: Path, bon_file: Path, grpo_file: Path, repeats: i
             "bon_best": bon["bon_best"], "grpo_s": grpo["grpo_s"], "describe": bon["engine"]}
 
 
-def _parity(example: Path, engine: Path, grpo_file: Path, python_rewards) -> tuple[float, int, int]:
+def _parity(example: Path, engine: Path, grpo_file: Path, python_rewards, threads: int) -> tuple[float, int, int]:
     """Max |reward difference| over items both score with the same verdict; verdict differences; refusals."""
-    proc = subprocess.run([str(example), str(engine), str(grpo_file)], capture_output=True, text=True, check=True)
+    cmd = [str(example), str(engine), str(grpo_file), "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"bench_cpp: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
     got = [json.loads(line) for line in proc.stdout.splitlines()]
+    if len(got) != len(python_rewards):
+        sys.exit(f"bench_cpp: codescaler_score_example gave {len(got)} lines for {len(python_rewards)} pairs")
     worst, differ, refused = 0.0, 0, 0
     for g, w in zip(got, python_rewards):
         if g["status"] == "unsupported":
@@ -124,7 +176,12 @@ def _parity(example: Path, engine: Path, grpo_file: Path, python_rewards) -> tup
     return worst, differ, refused
 
 
-def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = None, repeats: int = 20) -> dict:
+FLOAT32_TOLERANCE = 1e-4
+
+
+def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = None, repeats: int = 20,
+         threads: int | None = None) -> dict:
+    import os
     import tempfile
 
     import torch
@@ -136,6 +193,10 @@ def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = Non
 
     from .workloads import Workload, best_of_n, grpo_step
 
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    if threads:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
     dtype = dtype or default_dtype("cpu")[0]
     bench_bin, example = _binaries()
     engine = _engine(shape, layers, dtype)
@@ -151,16 +212,19 @@ def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = Non
         bon_file = _write(Path(tmp) / "bon.jsonl", bon.questions, bon.responses)
         grpo_file = _write(Path(tmp) / "grpo.jsonl", grpo.questions, grpo.responses)
         py = _python(engine, bon, grpo, repeats)
-        cpp = _cpp(bench_bin, engine, bon_file, grpo_file, repeats)
-        worst, differ, refused = _parity(example, engine, grpo_file, py["rewards"])
+        cpp = _cpp(bench_bin, engine, bon_file, grpo_file, repeats, threads)
+        worst, differ, refused = _parity(example, engine, grpo_file, py["rewards"], threads)
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    console.print(f"{cpu} | torch {torch.__version__}, {torch.get_num_threads()} threads | engine {engine} ({dtype})")
-    console.print(f"python: {py['describe']}\nc++:    {cpp['describe']}")
-    table = Table(title=f"Python vs C++ scorer, {shape} shape, repeats {repeats}")
-    for col in ("scorer", "load s", "BoN-16 p50 ms", "BoN-16 p99 ms", f"GRPO {len(grpo.responses)} s", "responses/s"):
+    console.print(f"{cpu}, {os.cpu_count()} CPUs | {threads} threads (both scorers) | torch {torch.__version__} | "
+                  f"{dtype} | load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end")
+    console.print(f"engine {engine}\npython: {py['describe']}\nc++:    {cpp['describe']}")
+    table = Table(title=f"Python vs C++ scorer, {shape} shape, {dtype}, repeats {repeats} "
+                        f"(GRPO: best of {max(1, repeats // 5)})")
+    for col in ("scorer", "load s (open+warm-up)", "BoN-16 p50 ms", "BoN-16 p99 ms",
+                f"GRPO step ({len(grpo.responses)}) s", "responses/s"):
         table.add_column(col, justify="right")
     for name, r in (("Python", py), ("C++", cpp)):
         table.add_row(name, f"{r['open_s']:.2f}", f"{r['bon_p50_s'] * 1e3:.1f}", f"{r['bon_p99_s'] * 1e3:.1f}",
@@ -169,18 +233,27 @@ def main(shape: str = "tiny", layers: int | None = None, dtype: str | None = Non
                   f"{cpp['bon_p99_s'] / py['bon_p99_s']:.2f}x", f"{cpp['grpo_s'] / py['grpo_s']:.2f}x",
                   f"{py['grpo_s'] / cpp['grpo_s']:.2f}x")
     console.print(table)
+    same_pick = py["bon_best"] == cpp["bon_best"]
     console.print(f"same work: {dropped} of {len(grpo_all.responses)} GRPO responses whose verdicts differ "
-                  f"(tree-sitter vs CPython) left out of both; same rewards: max |delta| {worst:.3g} "
+                  f"(tree-sitter vs CPython) left out of both; same rewards (GRPO file): max |delta| {worst:.3g} "
                   f"({differ} verdicts differ, {refused} pairs refused by the splice); "
                   f"Best-of-16 pick: Python {py['bon_best']}, C++ {cpp['bon_best']}")
-    return {"python": {k: v for k, v in py.items() if k != "rewards"}, "cpp": cpp, "max_delta": worst}
+    ok = True
+    if dtype == "float32":
+        ok = worst < FLOAT32_TOLERANCE and differ == 0 and same_pick
+        console.print(f"float32 parity (max |delta| < {FLOAT32_TOLERANCE:g}, same verdicts, same pick): "
+                      + ("PASS" if ok else "FAIL"))
+    console.print(f"total {time.perf_counter() - started:.0f} s")
+    return {"python": {k: v for k, v in py.items() if k != "rewards"}, "cpp": cpp, "max_delta": worst,
+            "verdicts_differ": differ, "refused": refused, "same_pick": same_pick, "parity_ok": ok}
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", default="tiny", choices=("tiny", "bench", "1.7b"))
-    p.add_argument("--layers", type=int, default=None)
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"))
-    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--layers", type=int, default=None, help="decoder layers of the bench/1.7b shape (1.7b: 4)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="default: this CPU's")
+    p.add_argument("--repeats", type=int, default=20, help="Best-of-16 repeats; the GRPO step runs max(1, R/5)")
+    p.add_argument("--threads", type=int, default=None, help="threads for both scorers (default: torch's)")
     a = p.parse_args()
-    main(a.shape, a.layers, a.dtype, a.repeats)
+    sys.exit(0 if main(a.shape, a.layers, a.dtype, a.repeats, a.threads)["parity_ok"] else 1)

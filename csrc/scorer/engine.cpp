@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <new>
 #include <set>
@@ -38,6 +40,12 @@ struct Failure {
 };
 
 [[noreturn]] void fail(ScorerCode code, std::string message) { throw Failure{{code, std::move(message)}}; }
+
+std::string shortest(double d) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", d);
+  return text;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
@@ -141,6 +149,8 @@ Arch read_arch(const std::string& text, const Fields& f) {
   a.kv_heads = f.integer(v, "kv_heads", "arch.kv_heads", 1, 4096);
   a.head_dim = f.integer(v, "head_dim", "arch.head_dim", 2, 4096);
   a.eps = f.get(v, "eps", json::Type::number, "arch.eps").number;
+  if (!(a.eps > 0 && a.eps < 1))  // rsqrt(variance + eps) of the score head: NaN scores otherwise
+    fail(ScorerCode::bad_engine, f.where() + ": arch.eps is " + shortest(a.eps) + ", expected a number in (0, 1)");
   a.qk_norm = f.get(v, "qk_norm", json::Type::boolean, "arch.qk_norm").boolean;
   a.qkv_bias = f.get(v, "qkv_bias", json::Type::boolean, "arch.qkv_bias").boolean;
   a.dtype = f.get(v, "dtype", json::Type::string, "arch.dtype").string;
@@ -229,7 +239,9 @@ void open_engine(const std::string& dir, std::string_view torch_version, Engine&
   const json::Value* pad = text.find("pad_token_id");
   if (!pad || pad->is_null()) pad = cfg.find("pad_token_id");
   if (pad && !pad->is_null()) {
-    if (!pad->is_number()) fail(ScorerCode::bad_engine, mpath + ": config.pad_token_id is not a number");
+    if (!pad->is_number() || pad->number != std::floor(pad->number) || pad->number < INT32_MIN ||
+        pad->number > INT32_MAX)
+      fail(ScorerCode::bad_engine, mpath + ": config.pad_token_id is not a token id (an integer in int32 range)");
     e.pad_id = static_cast<std::int32_t>(pad->number);
   }
   e.max_length = static_cast<std::size_t>(f.integer(m, "max_length", "max_length", 1, std::int64_t{1} << 31));
@@ -237,6 +249,9 @@ void open_engine(const std::string& dir, std::string_view torch_version, Engine&
   if (!rope || !rope->is_object())
     fail(ScorerCode::unsupported, mpath + ": no rope table recorded (exported by an older codescaler); re-export the engine");
   e.rope_scaling = f.get(*rope, "scaling", json::Type::number, "rope.scaling").number;
+  if (!(e.rope_scaling > 0 && e.rope_scaling <= 1e3))  // multiplies cos and sin, cast to the model dtype
+    fail(ScorerCode::bad_engine, mpath + ": rope.scaling is " + shortest(e.rope_scaling) +
+                                     ", expected a number in (0, 1000]");
   e.package_path = dir + "/" + f.get(m, "package", json::Type::string, "package").string;
   e.weights_path = dir + "/" + f.get(m, "weights", json::Type::string, "weights").string;
   e.splice = read_splice(m, f);

@@ -95,8 +95,11 @@ std::map<std::string, at::Tensor> read_safetensors(const std::string& path) {
       if (!d.is_number() || d.number < 0 || d.number > 1e12 || d.number != std::floor(d.number))
         fail(ScorerCode::bad_engine, path + ": tensor " + name + " has an invalid shape");
       dims.push_back(static_cast<std::int64_t>(d.number));
-      numel *= static_cast<std::uint64_t>(d.number);
-      if (numel > (std::uint64_t{1} << 40)) fail(ScorerCode::bad_engine, path + ": tensor " + name + " is too large");
+      const auto dim = static_cast<std::uint64_t>(d.number);
+      // Checked before multiplying: [2^20, 2^20, 2^24] must not wrap to 0 elements.
+      if (dim != 0 && numel > (std::uint64_t{1} << 40) / dim)
+        fail(ScorerCode::bad_engine, path + ": tensor " + name + " is too large");
+      numel *= dim;
     }
     const double b = offsets->array[0].is_number() ? offsets->array[0].number : -1;
     const double e = offsets->array[1].is_number() ? offsets->array[1].number : -1;

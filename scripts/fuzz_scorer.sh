@@ -78,19 +78,21 @@ e="$build/run-engine/corpus"
 { printf '\x03'; cat "$small/tokenizer.json"; } > "$e/seed-tokenizer"
 
 # libtorch is built without the sanitizer: containers whose storage crosses into it carry no ASan
-# annotations (detect_container_overflow=0). Leaks are checked, after every input that allocated more
-# than it freed; fuzz_scorer.lsan.supp says why fuzz_engine needs use_tls=0 and its one suppression.
+# annotations (detect_container_overflow=0). Leaks are checked after every input that allocated more
+# than it freed, and at exit; fuzz_scorer.lsan.supp says why that needs use_tls=0 and two suppressions.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:detect_container_overflow=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-lsan="suppressions=$root/scripts/fuzz_scorer.lsan.supp:print_suppressions=0"
-declare -A lsan_options=([capi]="$lsan" [engine]="$lsan:use_tls=0")
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/scripts/fuzz_scorer.lsan.supp:print_suppressions=0:use_tls=0}"
 declare -A max_len=([capi]=4096 [engine]=65536)
 for t in $targets; do
   log="$build/run-$t/fuzz.log"
   echo "== codescaler_fuzz_$t for ${seconds}s (log: $log)"
   if [ "$t" = engine ]; then export CODESCALER_FUZZ_ENGINE="$small"; else export CODESCALER_FUZZ_ENGINE="$engine"; fi
   export CODESCALER_FUZZ_FINDINGS="$build/run-$t"  # fuzz_engine's non-finite scores (see its header)
-  export LSAN_OPTIONS="${FUZZ_LSAN_OPTIONS:-${lsan_options[$t]}}"
+  # libtorch extracts each open's compiled blocks under $TMPDIR, and fuzz_engine copies the engine there;
+  # a run that ends in a finding leaves them behind, so they are kept here and removed before the next.
+  export TMPDIR="$build/run-$t/tmp"
+  rm -rf "$TMPDIR" && mkdir -p "$TMPDIR"
   status=0
   (cd "$build/run-$t" && "$build/codescaler_fuzz_$t" corpus -max_total_time="$seconds" -max_len="${max_len[$t]}" \
     -timeout=60 -rss_limit_mb=8192 -print_final_stats=1 -artifact_prefix="$build/run-$t/" "$@") >"$log" 2>&1 || status=$?

@@ -158,8 +158,11 @@ void try_open() {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* engine = std::getenv("CODESCALER_FUZZ_ENGINE");
   if (!engine) die("set CODESCALER_FUZZ_ENGINE to an aoti engine directory");
-  char tmpl[] = "/tmp/codescaler-fuzz-engine-XXXXXX";
-  if (const char* dir = ::mkdtemp(tmpl)) copy = dir;
+  // Under $TMPDIR: scripts/fuzz_scorer.sh points it into the build tree and empties it before each run,
+  // since a crash, leak or timeout ends libFuzzer without atexit handlers, leaving this ~100 MB copy and
+  // libtorch's extracted blocks behind.
+  std::string tmpl = (fs::temp_directory_path() / "codescaler-fuzz-engine-XXXXXX").string();
+  if (const char* dir = ::mkdtemp(tmpl.data())) copy = dir;
   else die("mkdtemp failed");
   std::atexit(remove_copy);
   fs::copy(engine, copy, fs::copy_options::recursive | fs::copy_options::overwrite_existing);

@@ -25,9 +25,7 @@ using namespace codescaler;
 namespace {
 
 Policy parse_policy(const std::string& name) {
-  if (name == "codescaler") return Policy::codescaler;
-  if (name == "last") return Policy::last;
-  if (name == "best") return Policy::best;
+  if (auto p = policy_from_name(name)) return *p;
   throw nb::value_error(("unknown policy '" + name + "'; known: codescaler, last, best").c_str());
 }
 

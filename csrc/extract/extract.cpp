@@ -37,6 +37,13 @@ void validate(std::string_view text, Extraction& e, const Options& options, Synt
 
 }  // namespace
 
+std::optional<Policy> policy_from_name(std::string_view name) {
+  if (name == "codescaler") return Policy::codescaler;
+  if (name == "last") return Policy::last;
+  if (name == "best") return Policy::best;
+  return std::nullopt;
+}
+
 const char* status_name(Status status) {
   switch (status) {
     case Status::ok: return "ok";

@@ -17,6 +17,8 @@
 // non-NaN reward. Nothing may crash, hang or trip a sanitizer.
 #include <codescaler/codescaler.h>
 
+#include "utf8_reference.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -27,6 +29,8 @@
 #include <vector>
 
 namespace {
+
+using codescaler_fuzz::well_formed_utf8;
 
 codescaler_scorer* handles[2] = {nullptr, nullptr};
 bool score_empty[2] = {false, true};
@@ -41,24 +45,6 @@ void close_handles() {
     codescaler_close(h);
     h = nullptr;
   }
-}
-
-bool well_formed_utf8(std::string_view s) {
-  for (std::size_t i = 0; i < s.size();) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    const std::size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-    if (!len || i + len > s.size()) return false;
-    std::uint32_t cp = len == 1 ? b : len == 2 ? (b & 0x1F) : len == 3 ? (b & 0x0F) : (b & 0x07);
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto c = static_cast<unsigned char>(s[i + k]);
-      if ((c & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    const std::uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
 }
 
 double softplus(double x) { return std::fmax(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }

@@ -125,10 +125,11 @@ codescaler_status codescaler_open(const char* engine_dir, const codescaler_optio
       o.share_prefix = options->share_prefix != 0;
       o.score_empty = options->score_empty != 0;
       const std::string policy = options->policy ? options->policy : "codescaler";
-      if (policy == "codescaler") o.policy = codescaler::Policy::codescaler;
-      else if (policy == "last") o.policy = codescaler::Policy::last;
-      else if (policy == "best") o.policy = codescaler::Policy::best;
-      else return report({ScorerCode::invalid_argument, "policy \"" + policy + "\" is not codescaler, last or best"}, error, error_size);
+      const auto chosen = codescaler::policy_from_name(policy);
+      if (!chosen)
+        return report({ScorerCode::invalid_argument, "policy \"" + policy + "\" is not codescaler, last or best"}, error,
+                      error_size);
+      o.policy = *chosen;
       const std::string language = options->language ? options->language : "python";
       const auto lang = codescaler::language_from_tag(language);
       if (!lang) return report({ScorerCode::invalid_argument, "language \"" + language + "\" is not supported"}, error, error_size);

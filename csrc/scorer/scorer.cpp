@@ -113,27 +113,20 @@ ScorerStatus Scorer::Impl::run(const std::vector<std::string_view>& questions,
   }
 
   // Tokenize (in parallel), truncating on the right at max_length as upstream does.
-  std::vector<std::vector<std::int32_t>> ids(texts.size());
+  std::vector<std::vector<std::int32_t>> ids;
   {
-    std::vector<TokenizerStatus> statuses(texts.size());
-    const unsigned workers = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(texts.size(), 1)));
-    auto work = [&](unsigned t) {
-      for (std::size_t i = t; i < texts.size(); i += workers) {
-        statuses[i] = engine.tokenizer->encode(texts[i], &ids[i], true, 0);
-        if (statuses[i].ok() && ids[i].size() > max_length) {
-          out[ran[i]].truncated = true;
-          statuses[i] = engine.tokenizer->encode(texts[i], &ids[i], true, max_length);
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (unsigned t = 1; t < workers; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (std::size_t i = 0; i < statuses.size(); ++i)
+    std::vector<std::string_view> views(texts.begin(), texts.end());
+    const std::vector<TokenizerStatus> statuses = engine.tokenizer->encode_batch(views, &ids, true, threads);
+    if (statuses.size() != texts.size()) return {ScorerCode::out_of_memory, "out of memory tokenizing"};
+    for (std::size_t i = 0; i < statuses.size(); ++i) {
       if (!statuses[i].ok())
         return {statuses[i].code == TokenizerCode::out_of_memory ? ScorerCode::out_of_memory : ScorerCode::internal_error,
                 "tokenizing item " + std::to_string(ran[i]) + ": " + statuses[i].message};
+      if (ids[i].size() > max_length) {
+        out[ran[i]].truncated = true;
+        engine.tokenizer->truncate(&ids[i], max_length);
+      }
+    }
   }
 
   // Plan: identical conversations once, each question's shared tokens once, passes under the budget.

@@ -544,24 +544,12 @@ TokenizerStatus Tokenizer::open(const std::string& path, std::unique_ptr<Tokeniz
 
 TokenizerStatus Tokenizer::encode(std::string_view utf8, std::vector<std::int32_t>* ids,
                                   bool add_special_tokens) const {
-  return encode(utf8, ids, add_special_tokens, 0);
-}
-
-TokenizerStatus Tokenizer::encode(std::string_view utf8, std::vector<std::int32_t>* ids, bool add_special_tokens,
-                                  std::size_t max_length) const {
   try {
     ids->clear();
     if (const std::size_t bad = unicode::first_invalid_utf8(utf8); bad != std::string_view::npos)
       return failure(TokenizerCode::invalid_utf8,
                      "invalid UTF-8 at byte " + std::to_string(bad) + " of " + std::to_string(utf8.size()));
     impl_->encode(utf8, *ids, add_special_tokens);
-    if (max_length && ids->size() > max_length) {
-      const std::size_t head = add_special_tokens ? impl_->prefix.size() : 0;
-      const std::size_t tail = add_special_tokens ? impl_->suffix.size() : 0;
-      const std::size_t keep = max_length > head + tail ? max_length - head - tail : 0;
-      ids->erase(ids->begin() + static_cast<std::ptrdiff_t>(head + keep),
-                 ids->end() - static_cast<std::ptrdiff_t>(tail));
-    }
     return {};
   } catch (const std::bad_alloc&) {
     ids->clear();
@@ -601,6 +589,14 @@ std::vector<TokenizerStatus> Tokenizer::encode_batch(const std::vector<std::stri
   work(0);
   for (auto& th : pool) th.join();
   return statuses;
+}
+
+void Tokenizer::truncate(std::vector<std::int32_t>* ids, std::size_t max_length, bool add_special_tokens) const {
+  if (ids->size() <= max_length) return;
+  const std::size_t head = add_special_tokens ? impl_->prefix.size() : 0;
+  const std::size_t tail = add_special_tokens ? impl_->suffix.size() : 0;
+  const std::size_t keep = max_length > head + tail ? max_length - head - tail : 0;
+  ids->erase(ids->begin() + static_cast<std::ptrdiff_t>(head + keep), ids->end() - static_cast<std::ptrdiff_t>(tail));
 }
 
 std::optional<std::int32_t> Tokenizer::token_to_id(std::string_view token) const {

@@ -67,8 +67,12 @@ class Splice:
     def __post_init__(self):
         object.__setattr__(self, "refuse", tuple(self.refuse))  # a manifest records a list
 
+    def refused_by(self, question: str, code: str) -> str | None:
+        """The refuse string the pair contains (the splice does not cover it), else None."""
+        return _first_in(self.refuse, question, code)
+
     def covers(self, question: str, code: str) -> bool:
-        return not any(r in question or r in code for r in self.refuse)
+        return self.refused_by(question, code) is None
 
     def join(self, question: str, code: str) -> str:
         if self.code_lstrip:
@@ -101,10 +105,10 @@ class ChatTemplate:
     def render_reference(self, question: str, code: str) -> str:
         """The template's own text, with a leading BOS removed as the model card does (the tokenizer adds it)."""
         if self._tokenizer is None:
-            refused = [r for r in self.splice.refuse if r in question or r in code]
-            if refused:
+            refused = self.splice.refused_by(question, code)
+            if refused is not None:
                 raise TemplateError(
-                    f"the (question, code) pair contains {refused[0]!r}, which the chat template renders "
+                    f"the (question, code) pair contains {refused!r}, which the chat template renders "
                     "differently from the engine's recorded splice; without the tokenizer's template it "
                     "cannot be rendered")
             return self.splice.join(question, code)
@@ -144,7 +148,7 @@ class ChatTemplate:
             failing = [p for p, w in zip(pairs, want) if plain.join(*p) != w]
             if not failing:
                 return plain, None
-            loose = [p for p in failing if not any(t in p[0] or t in p[1] for t in tags)]
+            loose = [p for p in failing if _first_in(tags, *p) is None]
             if loose:
                 uncovered = uncovered or loose[0]
                 continue
@@ -156,6 +160,11 @@ class ChatTemplate:
         q, c = (repr(s if len(s) <= 40 else s[:37] + "...") for s in uncovered)
         return None, (f"the chat template rewrites the contents it is given (question {q} with code {c} is not "
                       "spliced in as given, nor with only leading whitespace stripped from the code)")
+
+
+def _first_in(strings, question: str, code: str) -> str | None:
+    """The first of ``strings`` that ``question`` or ``code`` contains, else None."""
+    return next((s for s in strings if s in question or s in code), None)
 
 
 def template_literals(source) -> list[str]:

@@ -116,6 +116,18 @@ void test_template_processing() {
   EXPECT(encode(*u, "hello") == (Ids{100, 23, 101}));
   EXPECT(encode(*u, "hello", false) == (Ids{23}));
   EXPECT(encode(*u, "") == (Ids{100, 101}));
+  // Right truncation as Hugging Face's: the text's ids are cut, the template's special tokens kept.
+  Ids ids = encode(*u, "hello hello hello");
+  const Ids whole = ids;
+  u->truncate(&ids, ids.size());
+  EXPECT(ids == whole);
+  u->truncate(&ids, 3);
+  EXPECT(ids.size() == 3 && ids.front() == 100 && ids[1] == whole[1] && ids.back() == 101);
+  u->truncate(&ids, 1);
+  EXPECT(ids == (Ids{100, 101}));  // too short for the special tokens: they stay, as in Hugging Face
+  Ids plain = encode(*u, "hello hello hello", false);
+  u->truncate(&plain, 2, false);
+  EXPECT(plain.size() == 2);
 }
 
 void test_refused_at_open() {

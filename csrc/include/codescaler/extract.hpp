@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -21,6 +22,8 @@ enum class Policy {
 enum class Status { ok, no_block, multiple_blocks, empty_block, syntax_error, timeout };
 
 const char* status_name(Status status);
+// "codescaler", "last", "best" -> Policy (the names of Python's `policy` option).
+std::optional<Policy> policy_from_name(std::string_view name);
 
 struct Options {
   Policy policy = Policy::codescaler;

@@ -61,10 +61,10 @@ class Tokenizer {
   // gives them. Empty text gives no ids (plus the post-processor's, if it adds any).
   TokenizerStatus encode(std::string_view utf8, std::vector<std::int32_t>* ids,
                          bool add_special_tokens = true) const;
-  // The same truncated on the right to `max_length` ids, as Hugging Face's truncation does it: the text's
-  // own ids are cut first so the post-processor's special tokens still fit (max_length 0: no limit).
-  TokenizerStatus encode(std::string_view utf8, std::vector<std::int32_t>* ids, bool add_special_tokens,
-                         std::size_t max_length) const;
+  // Cuts ids that encode gave (with `add_special_tokens` as passed there) to `max_length` on the right, as
+  // Hugging Face's truncation does: the text's own ids are cut so the post-processor's special tokens
+  // still fit. Ids already within max_length are left as they are.
+  void truncate(std::vector<std::int32_t>* ids, std::size_t max_length, bool add_special_tokens = true) const;
 
   // encode over many texts on `threads` worker threads (0: hardware concurrency); (*ids)[i] and the
   // returned statuses are in input order.

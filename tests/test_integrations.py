@@ -283,9 +283,11 @@ def test_trl_reward_plain_and_conversational(server, model, cases, monkeypatch):
     prompts = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}] for q in questions]
     completions = [[{"role": "assistant", "content": r}] for r in responses]
     monkeypatch.setenv("CODESCALER_API_KEY", KEY)
+    rendered = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in questions]
     for reward in (CodeScalerReward(model), CodeScalerReward(server)):
         for got in (reward(prompts, completions),                                 # conversational, last user turn
                     reward(questions, responses),                                 # plain text prompt
+                    reward(rendered, responses),                                  # rendered chat, turn kept as is
                     reward(["ignored"] * len(questions), responses, question=questions)):  # a question column
             assert got == pytest.approx(want, abs=TOL)
     loaded = CodeScalerReward(model.source, dtype="float32", policy="last")  # load and per-call options
@@ -370,7 +372,9 @@ def test_verl_question_sources_and_errors(model, qwen3_dir, cases):
     kwargs = dict(model=str(qwen3_dir), dtype="float32")
     want = model.score(questions[:1], responses[:1])[0].reward
     chat = [{"role": "system", "content": "x"}, {"role": "user", "content": questions[0]}]
-    for info in ({"prompt": chat}, {"prompt": questions[0]}, {"question": questions[0], "prompt": "other"}):
+    rendered = f"<|im_start|>system\nx<|im_end|>\n<|im_start|>user\n{questions[0]}<|im_end|>\n<|im_start|>assistant\n"
+    for info in ({"prompt": chat}, {"prompt": questions[0]}, {"question": questions[0], "prompt": "other"},
+                 {"prompt": rendered}):  # a rendered prompt's user turn, its final newline kept
         assert verl.compute_score("d", responses[0], None, info, **kwargs) == pytest.approx(want, abs=TOL)
     with pytest.raises(InputError, match=r"no 'question' \(nor 'prompt'\).*keys: \['answer'\]"):
         verl.compute_score("d", responses[0], "42", {"answer": "42"}, **kwargs)
@@ -468,7 +472,7 @@ def test_openrlhf_reward_func_in_process_and_by_url(server, model, qwen3_dir, ca
     monkeypatch.delenv("CODESCALER_MODEL", raising=False)
     monkeypatch.setenv("CODESCALER_URL", server)
     monkeypatch.setenv("CODESCALER_API_KEY", KEY)
-    asked = [q.strip() for q in questions]  # chat_text takes a rendered user turn stripped
+    asked = questions  # the rendered user turn byte for byte: HumanEval prompts keep their final newline
     want = model.score(asked, responses)
     out = reward_func(queries, prompts, labels)
     assert isinstance(out["rewards"], torch.Tensor) and out["rewards"].shape == (len(queries),)
@@ -478,7 +482,9 @@ def test_openrlhf_reward_func_in_process_and_by_url(server, model, qwen3_dir, ca
     # the same answer as the server's own /get_reward, which OpenRLHF can also call directly
     direct = httpx.post(server + "/get_reward", json={"query": queries, "prompts": prompts, "labels": labels},
                         headers={"Authorization": f"Bearer {KEY}"}, timeout=60).json()
-    assert out["rewards"].tolist() == pytest.approx(direct["rewards"], abs=1e-6)
+    assert torch.equal(out["rewards"], torch.tensor(direct["rewards"], dtype=torch.float32))
+    with Client(server, api_key=KEY) as c:  # and /v1/rewards on the dataset's own pairs, bit for bit
+        assert direct["rewards"] == [r.reward for r in c.score(questions, responses)]
 
     monkeypatch.delenv("CODESCALER_URL")
     monkeypatch.setenv("CODESCALER_MODEL", str(qwen3_dir))

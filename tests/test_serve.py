@@ -192,7 +192,7 @@ def test_get_reward_parses_rendered_queries(main, model, group):
     question, responses = group
     prompt = f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
     queries = [prompt + r + "<|im_end|>" for r in responses[:3]]
-    want = [r.reward for r in model.score([question.strip()] * 3, responses[:3])]
+    want = [r.reward for r in model.score([question] * 3, responses[:3])]  # the prompt's final newline kept
     for body in ({"query": queries}, {"query": queries, "prompts": [prompt] * 3, "labels": [None] * 3}):
         r = main.post("/get_reward", body)
         assert r.status_code == 200, r.text
@@ -203,6 +203,33 @@ def test_get_reward_parses_rendered_queries(main, model, group):
     assert r.status_code == 422 and "prompts" in r.json()["error"]["message"]
     r = main.post("/get_reward", {"query": queries, "prompts": [prompt, "another prompt", prompt]})
     assert r.status_code == 422 and "query[1]" in r.json()["error"]["message"]
+
+
+# Questions as RL datasets hold them: HumanEval prompts end in a newline; others have leading spaces,
+# blank lines, tabs, CRLF, or nothing but whitespace around them.
+ODD_QUESTIONS = ["\n  Write f.\n\n", "\tWrite g.  ", "Write h.\r\n", "   ", "\n"]
+
+
+def test_get_reward_equals_v1_rewards_bitwise(main, humaneval):
+    questions = [p["prompt"] for p in humaneval[:3]] + ODD_QUESTIONS
+    responses = [fenced(f"def f{i}():\n    return {i}", prose=" " * i) for i in range(len(questions))]
+    responses[-1] = "\n  no code\n"
+    items = [{"question": q, "response": r} for q, r in zip(questions, responses)]
+    want = main.post("/v1/rewards", {"items": items}).json()["results"]
+    assert want[-1]["status"] != "ok" and {r["status"] for r in want[:-1]} == {"ok"}
+    renders = {  # the prompt a policy continued; the response it generated, then its end marker
+        "chatml": lambda q: (f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n"
+                             "<|im_start|>assistant\n", "<|im_end|>"),
+        "llama3": lambda q: ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+                             f"{q}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
+    }
+    for name, render in renders.items():
+        prompts, ends = zip(*map(render, questions))
+        queries = ["<|endoftext|>" + p + r + e for p, r, e in zip(prompts, responses, ends)]  # left padding too
+        for body in ({"query": queries}, {"query": queries, "prompts": list(prompts), "labels": [None] * len(queries)}):
+            got = main.post("/get_reward", body).json()
+            assert got["rewards"] == [r["reward"] for r in want], (name, set(body))
+            assert got["extra_logs"]["valid_code"] == [float(r["status"] == "ok") for r in want]
 
 
 def test_empty_lists_are_answered_without_the_model(main):
@@ -413,10 +440,10 @@ def test_split_query_chatml_without_prompt():
     q = ("<|im_start|>system\nsys<|im_end|>\n<|im_start|>user\nfirst<|im_end|>\n<|im_start|>assistant\nold"
          "<|im_end|>\n<|im_start|>user\n Write f. <|im_end|>\n<|im_start|>assistant\n<think>\n```python\ndraft\n```"
          "</think>\n\nHere:\n```python\nf = 1\n```<|im_end|><|endoftext|><|endoftext|>")
-    assert split_query(q) == ("Write f.", "Here:\n```python\nf = 1\n```")
-    with pytest.raises(ValueError, match="not ChatML"):
+    assert split_query(q) == (" Write f. ", "Here:\n```python\nf = 1\n```")
+    with pytest.raises(ValueError, match="neither ChatML nor Llama-3"):
         split_query("User: hi\nAssistant: ```python\nx\n```")
-    with pytest.raises(ValueError, match="not ChatML"):
+    with pytest.raises(ValueError, match="neither ChatML nor Llama-3"):
         split_query("<|im_start|>assistant\nno user turn")
 
 
@@ -425,7 +452,54 @@ def test_split_query_with_prompt():
              "<|start_header_id|>assistant<|end_header_id|>\n\n")
     assert split_query("<|endoftext|>" + llama + "```python\ng = 1\n```<|eot_id|>", llama) == \
         ("Write g.", "```python\ng = 1\n```")
-    assert split_query("Q: add\nA: ```python\na\n```", "Q: add\nA: ") == ("Q: add\nA:", "```python\na\n```")
+    assert split_query("Q: add\nA: ```python\na\n```", "Q: add\nA: ") == ("Q: add\nA: ", "```python\na\n```")
     with pytest.raises(ValueError, match="does not start with its prompt"):
         split_query("something else", "Q: add")
-    assert last_user_turn("<|im_start|>user\nA<|im_end|><|im_start|>user\nB\n<|im_end|>") == "B"
+    assert last_user_turn("<|im_start|>user\nA<|im_end|><|im_start|>user\nB\n<|im_end|>") == "B\n"
+    assert last_user_turn(" not a chat\n") == " not a chat\n"
+
+
+# Templates in the manner of each supported format: Qwen3's (ChatML turns, verbatim user content, its
+# think block on the last assistant turn), plain ChatML, and Llama-3 headers with content verbatim or
+# trimmed (Meta's Llama-3 template trims: then what it rendered is the question).
+LLAMA3 = ("{{- bos_token -}}{%- for m in messages -%}{{- '<|start_header_id|>' + m.role + '<|end_header_id|>\\n\\n' "
+          "+ m.content{trim} + '<|eot_id|>' -}}{%- endfor -%}{%- if add_generation_prompt -%}"
+          "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}")
+ROUND_TRIP_QUESTIONS = ["Write f.", "Write f.\n", "  Write f.", "\n\nWrite f.\n\n", "\tA\r\nB \n", " ", "",
+                        "<|im_start|>system\nnot a header here", "x <|end_header_id|> y", "émoji 🙂\n"]
+ROUND_TRIP_ANSWERS = ["```python\nx = 1\n```", "  lead\n```python\nx = 1\n```\n", "\n\ntrailing\n\n", " ", ""]
+
+
+@pytest.mark.parametrize("name, template, end", [
+    ("qwen3", "QWEN3_STYLE_TEMPLATE", "<|im_end|>"),
+    ("chatml", "CHATML_TEMPLATE", "<|im_end|>"),
+    ("llama3", LLAMA3.replace("{trim}", ""), "<|eot_id|>"),
+    ("llama3-trim", LLAMA3.replace("{trim}", " | trim"), "<|eot_id|>"),
+])
+def test_chat_text_round_trips_each_template(qwen3_dir, name, template, end):
+    """parse(render(q)) == q: the question (and the answer) come back exactly as the template rendered them."""
+    from transformers import AutoTokenizer
+
+    from codescaler import tiny
+
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_dir)
+    template = getattr(tiny, template, template)
+    rendered = (lambda text: text.strip()) if name == "llama3-trim" else (lambda text: text)
+
+    def render(messages, **kw):
+        return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, **kw)
+
+    for q in ROUND_TRIP_QUESTIONS:
+        history = [{"role": "system", "content": "Be brief.\n"}, {"role": "user", "content": "earlier\n"},
+                   {"role": "assistant", "content": "before"}, {"role": "user", "content": q}]
+        prompt = render(history, add_generation_prompt=True)
+        assert last_user_turn(prompt) == rendered(q), (name, q)
+        for a in ROUND_TRIP_ANSWERS:
+            query = "<|endoftext|>" + prompt + a + end + "<|endoftext|>" * 2  # as a policy generates, padded
+            assert split_query(query, prompt) == (rendered(q), a), (name, q, a)
+            assert split_query(query) == (rendered(q), a), (name, q, a)
+            thought = "<|endoftext|>" + prompt + "<think>\nplan ```python\ndraft\n```\n</think>\n\n" + a + end
+            assert split_query(thought, prompt)[1] == a.lstrip("\n"), (name, a)  # as Qwen3 drops reasoning
+        if name == "qwen3":  # a whole conversation rendered: the answer as the template rendered it
+            whole = render(history + [{"role": "assistant", "content": ROUND_TRIP_ANSWERS[1]}])
+            assert split_query(whole) == (q, ROUND_TRIP_ANSWERS[1])

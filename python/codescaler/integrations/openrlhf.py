@@ -5,9 +5,10 @@ rendered prompt+response texts (special tokens kept), the rendered prompts and t
 from many threads at once, and reads ``{"rewards", "scores", "extra_logs"}``. The question and response
 are split from the text exactly as the server's ``/get_reward`` does
 (:mod:`codescaler.serve.chat_text`): the response is the query after its prompt, up to the first end
-marker; the question is the prompt's last user turn. ``labels`` are not used (the reward is
-execution-free). ``scores`` (OpenRLHF's dynamic-filtering value) equal ``rewards``; ``extra_logs`` has
-``valid_code`` and ``truncated`` per response.
+marker; the question is the prompt's last user turn exactly as rendered (a HumanEval prompt keeps its
+final newline), so the reward is the one ``/v1/rewards`` gives the dataset's (question, response).
+``labels`` are not used (the reward is execution-free). ``scores`` (OpenRLHF's dynamic-filtering value)
+equal ``rewards``; ``extra_logs`` has ``valid_code`` and ``truncated`` per response.
 
 The scorer is ``$CODESCALER_URL`` (a ``codescaler serve`` server; ``$CODESCALER_API_KEY``) or
 ``$CODESCALER_MODEL`` (a folder, an engine directory or ``tiny``, loaded once per process, concurrent

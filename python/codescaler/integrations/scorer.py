@@ -126,9 +126,9 @@ def text_of(message) -> str:
 
 
 def question_of(prompt) -> str:
-    """The question a prompt asks: a conversation's last user turn; for a text prompt, its last user turn
-    when it is a rendered chat (ChatML, Llama-3, parsed as the server's ``/get_reward`` does), else the
-    text unchanged."""
+    """The question a prompt asks, as it was asked: a conversation's last user turn; for a text prompt,
+    its last user turn as rendered when it is a rendered chat (ChatML, Llama-3, parsed as the server's
+    ``/get_reward`` does), else the text unchanged."""
     from codescaler.serve.chat_text import last_user_turn
 
     if isinstance(prompt, list):
@@ -138,5 +138,4 @@ def question_of(prompt) -> str:
         return users[-1]
     if not isinstance(prompt, str):
         raise TypeError(f"a prompt must be str or a list of messages, got {type(prompt).__name__}")
-    turn = last_user_turn(prompt)
-    return prompt if turn == prompt.strip() else turn  # not a rendered chat: keep the text as it was asked
+    return last_user_turn(prompt)

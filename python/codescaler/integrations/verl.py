@@ -8,7 +8,8 @@ calls ``compute_score_batch(data_sources=, solution_strs=, ground_truths=, extra
 once per batch. Both return the CodeScaler reward: 0.0 without valid code, else softplus of the raw score.
 
 - The question is ``extra_info["question"]`` (verl's example preprocessors write it), else
-  ``extra_info["prompt"]`` (a string, or chat messages whose last user turn is taken).
+  ``extra_info["prompt"]`` (a string, or chat messages whose last user turn is taken), passed as is:
+  whitespace and newlines are part of the question.
 - ``ground_truth`` and ``data_source`` are not used: the reward is execution-free.
 - The scorer comes from ``reward_kwargs``: ``url`` (a ``codescaler serve`` server, with ``api_key``) or
   ``model`` (a folder, an engine directory or ``tiny``, loaded once per process), else from

@@ -1,18 +1,26 @@
 """(question, response) from the text an RL framework sends: a policy's chat-template-rendered query,
 optionally with the prompt it continued (OpenRLHF's remote reward model contract, ``/get_reward``).
 
-Rules, in order:
+The question and the response are passed through exactly as they were rendered: the question is the
+text between the user turn's header and its end marker, byte for byte (a HumanEval prompt keeps its
+final newline), as the trainer's dataset held it and as ``/v1/rewards`` would be sent it. The template's
+own separators are not part of it. Rules, in order:
 
 - End-of-text markers (``<|endoftext|>``, ``<|im_end|>``, ``<|eot_id|>``, ``<|end_of_text|>``) leading a
   query or a prompt are left padding and are dropped; a response ends at its first end marker.
 - With a prompt: the query must start with it; the response is the rest. The question is the prompt's
   last user turn when the prompt is ChatML (``<|im_start|>user\\n...<|im_end|>``) or uses Llama-3 headers
-  (``<|start_header_id|>user<|end_header_id|>\\n\\n...<|eot_id|>``); otherwise the whole prompt, stripped.
-- Without a prompt: the query must be ChatML. The response is the text after the last
-  ``<|im_start|>assistant\\n``, up to an optional end marker; the question is the last user turn before it.
-- A leading ``<think>...</think>`` block is dropped from the response, as Qwen3's chat template drops
-  reasoning from assistant turns: the reward model judges the answer, and code drafted while thinking
-  would otherwise count as extra code blocks.
+  (``<|start_header_id|>user<|end_header_id|>\\n\\n...<|eot_id|>``); otherwise the whole prompt, as is.
+- Without a prompt: the query must be ChatML or Llama-3. The response is the text after the last
+  assistant header (``<|im_start|>assistant\\n``, ``<|start_header_id|>assistant<|end_header_id|>\\n\\n``), up
+  to an optional end marker; the question is the last user turn before it.
+- A leading ``<think>...</think>`` block and the newlines after it are dropped from the response, as
+  Qwen3's chat template drops reasoning from assistant turns (``content.split('</think>')[-1].lstrip('\\n')``):
+  the reward model judges the answer, and code drafted while thinking would otherwise count as extra
+  code blocks.
+
+A template that rewrites content (Llama-3's trims it) renders a different question than the dataset's;
+what was rendered is what is scored.
 """
 
 from __future__ import annotations
@@ -22,14 +30,16 @@ import re
 from ..errors import InputError
 
 END_MARKERS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>")
-ASSISTANT_START = "<|im_start|>assistant\n"
-
-_CHATML_USER = re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.DOTALL)
-_LLAMA3_USER = re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.DOTALL)
+# (user turn, assistant header) per chat format; a user turn's group is its content, byte for byte.
+CHAT_FORMATS = {
+    "chatml": (re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.DOTALL), "<|im_start|>assistant\n"),
+    "llama3": (re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.DOTALL),
+               "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+}
 _ENDS = "|".join(re.escape(m) for m in END_MARKERS)
 _PADDING = re.compile(rf"\A(?:{_ENDS})+")
 _END = re.compile(_ENDS)
-_THINK = re.compile(r"\A\s*<think>.*?</think>\s*", re.DOTALL)
+_THINK = re.compile(r"\A\s*<think>.*?</think>\n*", re.DOTALL)
 
 
 def _unpadded(text: str) -> str:
@@ -43,19 +53,19 @@ def _answer(text: str) -> str:
 
 
 def last_user_turn(prompt: str) -> str:
-    """The last user message of a ChatML or Llama-3 prompt, or the whole prompt stripped."""
-    for pattern in (_CHATML_USER, _LLAMA3_USER):
-        turns = pattern.findall(prompt)
+    """The last user message of a ChatML or Llama-3 prompt as rendered, else the whole prompt as is."""
+    for user, _assistant in CHAT_FORMATS.values():
+        turns = user.findall(prompt)
         if turns:
-            return turns[-1].strip()
-    return prompt.strip()
+            return turns[-1]
+    return prompt
 
 
 def split_query(query: str, prompt: str | None = None) -> tuple[str, str]:
     """(question, response) of one rendered query; ``prompt`` is the text the policy continued.
 
     Raises :class:`InputError` when the query does not start with its prompt, or when there is no
-    prompt and the query is not ChatML.
+    prompt and the query is neither ChatML nor Llama-3.
     """
     query = _unpadded(query)
     if prompt is not None:
@@ -63,9 +73,10 @@ def split_query(query: str, prompt: str | None = None) -> tuple[str, str]:
         if not query.startswith(prompt):
             raise InputError("the query does not start with its prompt")
         return last_user_turn(prompt), _answer(query[len(prompt):])
-    at = query.rfind(ASSISTANT_START)
-    turns = _CHATML_USER.findall(query, 0, max(at, 0))
-    if at < 0 or not turns:
-        raise InputError("the query is not ChatML (no user turn followed by '<|im_start|>assistant'); "
-                         "send 'prompts' so the response can be told from the prompt")
-    return turns[-1].strip(), _answer(query[at + len(ASSISTANT_START):])
+    for user, assistant in CHAT_FORMATS.values():
+        at = query.rfind(assistant)
+        turns = user.findall(query, 0, max(at, 0))
+        if at >= 0 and turns:
+            return turns[-1], _answer(query[at + len(assistant):])
+    raise InputError("the query is neither ChatML nor Llama-3 (no user turn followed by an assistant header); "
+                     "send 'prompts' so the response can be told from the prompt")

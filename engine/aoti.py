@@ -25,7 +25,7 @@ from codescaler.backends.decoder import BLOCKS_VERSION, Arch, PostAttention, Pre
 
 PACKAGE = "blocks.pt2"
 WEIGHTS = "weights.safetensors"
-MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1; one-token passes run eagerly
+MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1 (the decoder always calls with ROW_TILE rows)
 
 
 def _examples(arch: Arch, n: int = 64):

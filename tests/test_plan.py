@@ -1,5 +1,6 @@
 """The planner changes no reward: shared, deduplicated, skip-invalid, batched scoring equals plain
-one-item-at-a-time scoring at float32, on random workloads and edge cases, on both backends."""
+one-item-at-a-time scoring bit for bit on the torch backend (and within 1e-4 on ONNX), on random
+workloads and edge cases."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import random
 import pytest
 
 from codescaler import RewardModel, tiny
-from codescaler.plan import common_prefix, plan
+from codescaler.plan import plan
 from conftest import fenced
 
 TOL = 1e-4
@@ -45,8 +46,7 @@ def test_random_workloads_equal_plain_scoring(qwen3_dir, humaneval, seed):
     got = fast.score(qs, rs)
     want = _plain(qwen3_dir, dtype="float32").score(qs, rs)
     assert [r.status for r in got] == [r.status for r in want]
-    assert max(abs((a.raw_score or 0) - (b.raw_score or 0)) for a, b in zip(got, want)) <= TOL
-    assert max(abs(a.reward - b.reward) for a, b in zip(got, want)) <= TOL
+    assert [(r.raw_score, r.reward) for r in got] == [(r.raw_score, r.reward) for r in want]  # same bits
     assert fast.last_plan.shared, "the workload has groups, so some prefix must have been shared"
 
 
@@ -63,15 +63,15 @@ def test_edge_cases_equal_plain_scoring(qwen3_dir, humaneval):
     got, want = fast.score(qs, rs), _plain(qwen3_dir, **kw).score(qs, rs)
     assert [r.status for r in got] == [r.status for r in want]
     assert [r.raw_score is None for r in got] == [False, True, True, True, False, False, False] + [False] * 4
-    assert max(abs((a.raw_score or 0) - (b.raw_score or 0)) for a, b in zip(got, want)) <= TOL
+    assert [r.raw_score for r in got] == [r.raw_score for r in want]
     # The over-long question truncates all three answers away: one sequence, scored once.
     p = fast.last_plan
     assert len({tuple(p.seqs[p.slot[i]]) for i in (4, 5, 6)}) == 1
 
 
-def test_prefix_that_tokenizes_differently_inside_the_sequence(tmp_path, humaneval):
-    """A template that glues the answer to the question: the question's own tokens are not a prefix of
-    the full sequence, so the shared prefix must come from the full sequences."""
+def test_template_without_an_added_token_before_the_code_is_not_split(tmp_path, humaneval):
+    """A template that glues the answer to the question has no added token to split at: the question's
+    tokens are not a prefix of the full sequence, so nothing is shared, and scores still equal plain ones."""
     glued = "{%- for m in messages -%}{{- m.content -}}{%- endfor -%}"
     d = tiny.save_random_reward_model(tmp_path / "glued", chat_template=glued, seed=3)
     qs = ["Compute the sum of a list of integers, skipping the negative ones and counting zero once. Answer: x"] * 4
@@ -81,11 +81,24 @@ def test_prefix_that_tokenizes_differently_inside_the_sequence(tmp_path, humanev
     alone = tok(qs[0])["input_ids"]
     full = fast.encoder.encode(qs, [fast_code.code for fast_code in fast.score(qs, rs)])
     assert any(f[: len(alone)] != alone for f in full), "the fixture must tokenize across the boundary"
+    assert fast.encoder.encode_split(qs, [r.code for r in fast.score(qs, rs)])[2] == [0] * 4
     got, want = fast.score(qs, rs), _plain(d, dtype="float32").score(qs, rs)
-    assert max(abs(a.raw_score - b.raw_score) for a, b in zip(got, want)) <= TOL
-    p = fast.last_plan
-    shared = p.shared
-    assert shared and all(p.seqs[k][: u.prefix] == full[0][: u.prefix] for u in shared for k in u.members)
+    assert [a.raw_score for a in got] == [b.raw_score for b in want]
+    assert not fast.last_plan.shared
+
+
+def test_boundary_is_the_question_up_to_the_last_added_token(qwen3_dir, humaneval):
+    """Qwen3's template: the prefix is everything up to ``</think>`` (the last added token before the code),
+    the same for every answer to a question and for the question alone."""
+    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
+    q = humaneval[0]["prompt"]
+    codes = ["x = 1", "def f():\n    return 2", "\n\nprint('</think>')"]
+    ids, _, bounds = m.encoder.encode_split([q] * 3, codes)
+    think_end = m.encoder.tokenizer.convert_tokens_to_ids("</think>")
+    assert bounds[0] == bounds[1] and ids[0][bounds[0] - 1] == think_end
+    assert ids[0][: bounds[0]] == ids[1][: bounds[1]]
+    # A pair the template renders itself (a think tag in the code) still splits inside the common part.
+    assert 0 < bounds[2] <= bounds[0] and ids[2][: bounds[2]] == ids[0][: bounds[2]]
 
 
 def test_onnx_backend_plans_equal_plain_scoring(qwen3_dir, humaneval, tmp_path):
@@ -101,45 +114,49 @@ def test_onnx_backend_plans_equal_plain_scoring(qwen3_dir, humaneval, tmp_path):
 def test_plan_dedupes_shares_and_budgets():
     pre = list(range(100, 140))
     seqs = [pre + [1, 2, 3], pre + [1, 2, 3], pre + [4, 5], None, [7] * 30, pre + [9] * 50]
-    groups = ["a", "a", "a", "a", "b", "a"]
-    p = plan(seqs, groups, pad_id=0, packed=True, share=True, max_batch_tokens=64, max_batch_size=8)
+    bounds = [40, 40, 40, 0, 0, 40]
+    p = plan(seqs, bounds, pad_id=0, packed=True, share=True, max_batch_tokens=64, max_batch_size=8)
     assert p.slot == [0, 0, 1, -1, 2, 3]
     assert all(u.prefix == len(pre) for u in p.shared)
     assert sorted(k for u in p.shared for k in u.members) == [0, 1, 3]
     assert [u.members for pack in p.packs for u in pack if not u.prefix] == [[2]]
     for pack in p.packs:  # the budget holds, except for a unit too large to split further
         assert sum(p.unit_tokens(u) for u in pack) <= 64 or (len(pack) == 1 and len(pack[0].members) == 1)
-    unshared = plan(seqs, groups, pad_id=0, packed=True, share=False, max_batch_tokens=64, max_batch_size=8)
-    assert not unshared.shared and unshared.computed_tokens > p.computed_tokens
-    padded = plan(seqs, groups, pad_id=0, packed=False, share=True, max_batch_tokens=64, max_batch_size=8)
+    unshared = plan(seqs, bounds, pad_id=0, packed=True, share=False, max_batch_tokens=64, max_batch_size=8)
+    # Not shared, still split at the same boundary (that is what keeps the bits the same).
+    assert sorted(u.prefix for pk in unshared.packs for u in pk) == [0, 40, 40, 40]
+    assert all(len(u.members) == 1 for pk in unshared.packs for u in pk)
+    assert unshared.computed_tokens > p.computed_tokens
+    padded = plan(seqs, bounds, pad_id=0, packed=False, share=True, max_batch_tokens=64, max_batch_size=8)
     assert not padded.packs and sorted(k for b in padded.batches for k in b) == [0, 1, 2, 3]
-    assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
 
 
 def test_units_of_different_questions_share_one_pass():
     """The linear layers do not care which question a token answers: under a budget that holds them all,
     three groups and a lone sequence run as one forward pass, each group's prefix still run once."""
-    seqs, groups = [], []
+    seqs, bounds = [], []
     for g in range(3):
         pre = list(range(1000 * g, 1000 * g + 40))
         for a in range(4):
             seqs.append(pre + [g * 100 + a] * (5 + a))
-            groups.append(g)
+            bounds.append(40)
     seqs.append([5] * 20)
-    groups.append("lone")
-    p = plan(seqs, groups, pad_id=None, packed=True, share=True, max_batch_tokens=4096, max_batch_size=64)
+    bounds.append(0)
+    p = plan(seqs, bounds, pad_id=None, packed=True, share=True, max_batch_tokens=4096, max_batch_size=64)
     assert len(p.packs) == 1 and len(p.shared) == 3
     assert p.computed_tokens == 3 * 40 + sum(len(s) - 40 for s in seqs[:12]) + 20
-    tight = plan(seqs, groups, pad_id=None, packed=True, share=True, max_batch_tokens=100, max_batch_size=64)
+    tight = plan(seqs, bounds, pad_id=None, packed=True, share=True, max_batch_tokens=100, max_batch_size=64)
     assert len(tight.packs) > 1 and all(sum(tight.unit_tokens(u) for u in pk) <= 100 for pk in tight.packs)
 
 
-def test_prefix_stops_at_the_earliest_pooled_token():
-    """A sequence ending in the pad id is read earlier; the shared prefix must not swallow that token."""
+def test_a_boundary_past_the_pooled_token_is_none():
+    """A question cut by truncation leaves no answer tokens: such a sequence is not split (and so is not
+    shared), whatever else is planned with it; one read before its boundary likewise."""
     pre = list(range(100, 130))
-    seqs = [pre + [5, 0], pre + [5, 6, 7]]  # pad id 0: the first is read at position 30
-    p = plan(seqs, ["q", "q"], pad_id=0, packed=True, share=True, max_batch_tokens=100, max_batch_size=8)
-    assert p.shared[0].prefix == 30 and p.pools == [30, 32]
+    seqs = [pre[:20], pre + [5, 0], pre + [5, 6, 7]]  # pad id 0: the second is read at position 30
+    p = plan(seqs, [30, 31, 30], pad_id=0, packed=True, share=True, max_batch_tokens=100, max_batch_size=8)
+    assert p.pools == [19, 30, 32]
+    assert sorted((u.prefix, tuple(u.members)) for pk in p.packs for u in pk) == [(0, (0,)), (0, (1,)), (30, (2,))]
 
 
 @pytest.mark.parametrize("name", ["qwen3-odd-96", "qwen3-odd-120", "qwen2-64", "llama-64"])

@@ -1,4 +1,5 @@
-"""Tokenization of rendered conversations, with upstream's right truncation and Hugging Face's pooling rule."""
+"""Tokenization of rendered conversations, with upstream's right truncation and Hugging Face's pooling rule,
+and each conversation's question/answer boundary."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ class RustTokenizer:
 
     def __len__(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def added_tokens_decoder(self) -> dict:
+        return self._tok.get_added_tokens_decoder()
 
     def __call__(self, texts, *, truncation: bool = False, max_length: int | None = None,
                  add_special_tokens: bool = True, return_offsets_mapping: bool = False) -> dict:
@@ -82,17 +87,20 @@ class Encoder:
         self.truncation = truncation
         # Upstream truncates on the right whatever a checkpoint's tokenizer config says.
         self.tokenizer.truncation_side = "right"
+        self._cuts = _added_token_ends(template, tokenizer)
+        self._special_tail = _special_tail(tokenizer)
 
     def _ids(self, texts: list[str], truncate: bool) -> list[list[int]]:
         kw = {"truncation": True, "max_length": self.max_length} if truncate else {}
         return [list(ids) for ids in self.tokenizer(texts, **kw)["input_ids"]]
 
     def encode(self, questions: Sequence[str], codes: Sequence[str]) -> list[list[int]]:
-        return self.encode_flagged(questions, codes)[0]
+        return self.encode_split(questions, codes)[0]
 
-    def encode_flagged(self, questions: Sequence[str], codes: Sequence[str],
-                       truncation: str | None = None) -> tuple[list[list[int]], list[bool]]:
-        """Token ids of each conversation, and whether it had to be truncated to fit ``max_length``.
+    def encode_split(self, questions: Sequence[str], codes: Sequence[str],
+                     truncation: str | None = None) -> tuple[list[list[int]], list[bool], list[int]]:
+        """Token ids of each conversation, whether it had to be truncated to fit ``max_length``, and its
+        boundary (see :meth:`boundaries`).
 
         ``truncation`` overrides the encoder's own rule for this call. Over-long conversations are
         re-tokenized with the tokenizer's own truncation (not sliced), so special tokens a tokenizer
@@ -102,7 +110,8 @@ class Encoder:
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         if not questions:
-            return [], []
+            return [], [], []
+        questions = list(questions)
         texts = [self.template.render(q, c) for q, c in zip(questions, codes)]
         out = self._ids(texts, truncate=False)
         over = [len(ids) > self.max_length for ids in out]
@@ -111,18 +120,72 @@ class Encoder:
             for i, ids in zip(long, self._ids([texts[i] for i in long], truncate=True)):
                 out[i] = ids
         for i in long if truncation == "question" else ():
-            out[i] = self._fit_question(questions[i], codes[i], len(out[i]) - self.max_length)
-        return out, over
+            out[i], questions[i], texts[i] = self._fit_question(questions[i], codes[i], len(out[i]) - self.max_length)
+        return out, over, self.boundaries(questions, texts, out)
 
-    def _fit_question(self, question: str, code: str, overflow: int) -> list[int]:
-        """Drop tokens from the end of the question until the conversation fits in max_length."""
+    def boundaries(self, questions: Sequence[str], texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[int]:
+        """Per conversation, how many of its leading tokens render the question: the tokens of the text up
+        to and including the chat template's last added token (``<|im_start|>``, ``</think>``...) before the
+        code. Tokenizers split the text at added tokens before anything else, so these tokens depend on the
+        question alone, and the same pair always gets the same boundary, alone or in any batch. 0 when the
+        template has no added token there, or the text does not start as the splice says (a pair the
+        template renders itself) at any of them."""
+        splice = self.template.splice
+        if splice is None or not self._cuts:
+            return [0] * len(texts)
+        prefixes = []
+        for q, text in zip(questions, texts):
+            found = None
+            for c in self._cuts:
+                p = splice.head + q + splice.middle[:c]
+                if text.startswith(p):
+                    found = p
+                    break
+            prefixes.append(found)
+        unique = list(dict.fromkeys(p for p in prefixes if p is not None))
+        tail = self._special_tail
+        prefix_ids = dict(zip(unique, (i[:len(i) - tail] for i in self._ids(unique, truncate=False)))) if unique else {}
+        out = []
+        for p, full in zip(prefixes, ids):
+            head = prefix_ids.get(p) if p is not None else None
+            out.append(len(head) if head and list(full[:len(head)]) == head else 0)
+        return out
+
+    def _fit_question(self, question: str, code: str, overflow: int) -> tuple[list[int], str, str]:
+        """Drop tokens from the end of the question until the conversation fits in max_length: its ids,
+        the shortened question and the rendered text."""
         offsets = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
         cut = overflow
         while cut <= len(offsets):
             keep = len(offsets) - cut
             shorter = question[: offsets[keep][0]] if keep < len(offsets) else question
-            ids = self._ids([self.template.render(shorter, code)], truncate=False)[0]
+            text = self.template.render(shorter, code)
+            ids = self._ids([text], truncate=False)[0]
             if len(ids) <= self.max_length:
-                return ids
+                return ids, shorter, text
             cut += len(ids) - self.max_length  # token merges at the cut can cost a little more
-        return self._ids([self.template.render("", code)], truncate=True)[0]
+        text = self.template.render("", code)
+        return self._ids([text], truncate=True)[0], "", text
+
+
+def _added_token_ends(template: ChatTemplate, tokenizer) -> list[int]:
+    """End offsets in the template splice's middle of the tokenizer's added tokens there, last first."""
+    splice = template.splice
+    if splice is None:
+        return []
+    ends = set()
+    for t in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        content = getattr(t, "content", str(t))
+        at = splice.middle.find(content) if content else -1
+        while at >= 0:
+            ends.add(at + len(content))
+            at = splice.middle.find(content, at + 1)
+    return sorted(ends, reverse=True)
+
+
+def _special_tail(tokenizer) -> int:
+    """How many special tokens the tokenizer's post-processor appends after a text (e.g. an EOS)."""
+    bare = list(tokenizer("x", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("x")["input_ids"])
+    at = next((i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare), None)
+    return 0 if at is None else len(full) - at - len(bare)

@@ -60,13 +60,30 @@ def lone_surrogate(text: str) -> int | None:
     return None
 
 
+def _unicode(where: str, text: str) -> None:
+    """The one rule for odd text: text that is not valid Unicode (a lone surrogate anywhere in a question
+    or a response, inside its code block or not) is never scored. The API raises :class:`InputError`
+    naming the field and index before the model sees it; the server answers 422 naming the field;
+    ``codescaler score`` (and ``--ray``) answer that line with status ``input_error``; the C++ example
+    does the same. Scoring it instead would give one text several answers: it cannot be tokenized, and
+    whether its code "parses" would depend on where the surrogate sits."""
+    at = lone_surrogate(text)
+    if at is not None:
+        raise InputError(f"{where} is not valid Unicode: lone surrogate {text[at]!r} at character {at}")
+
+
 def _encodable(name: str, values: list[str]) -> None:
-    """Text the tokenizer will see must be valid Unicode; a lone surrogate would otherwise fail the whole
-    batch inside the tokenizer."""
+    """:func:`_unicode` for each of ``values``, named ``name[i]``."""
     for i, v in enumerate(values):
-        at = lone_surrogate(v)
-        if at is not None:
-            raise InputError(f"{name}[{i}] is not valid Unicode: lone surrogate {v[at]!r} at character {at}")
+        _unicode(f"{name}[{i}]", v)
+
+
+def _checked_pair(i: int, question, response) -> None:
+    """Pair ``i`` of a stream, checked as :func:`_pairs` checks lists (indices count from the stream's start)."""
+    for name, v in (("questions", question), ("responses", response)):
+        if not isinstance(v, str):
+            raise TypeError(f"{name}[{i}] must be str, got {type(v).__name__}")
+        _unicode(f"{name}[{i}]", v)
 
 
 def _pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[str]]:
@@ -74,6 +91,7 @@ def _pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[
     if len(qs) != len(answers):
         raise InputError(f"{qname} has {len(qs)} items but {aname} has {len(answers)}")
     _encodable(qname, qs)
+    _encodable(aname, answers)
     return qs, answers
 
 
@@ -281,15 +299,17 @@ class RewardModel:
         """Raw scores of the (question, code) pairs whose ``run`` flag is set (None elsewhere), and
         whether each run pair was truncated."""
         idx = [i for i, r in enumerate(run) if r]
-        encoded, over = self.encoder.encode_flagged([questions[i] for i in idx], [codes[i] for i in idx],
-                                                    truncation)
+        encoded, over, cuts = self.encoder.encode_split([questions[i] for i in idx], [codes[i] for i in idx],
+                                                        truncation)
         seqs: list[list[int] | None] = [None] * len(questions)
+        bounds = [0] * len(questions)
         truncated = [False] * len(questions)
-        for i, s, o in zip(idx, encoded, over):
+        for i, s, o, b in zip(idx, encoded, over, cuts):
             seqs[i] = s
             truncated[i] = o
+            bounds[i] = b
         packs = getattr(self.backend, "packs", False)
-        p = plan(seqs, questions, self.backend.pad_id, packed=packs, share=self.share_prefix,
+        p = plan(seqs, bounds, self.backend.pad_id, packed=packs, share=self.share_prefix,
                  max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
         self.last_plan = p
         scores = [0.0] * len(p.seqs)
@@ -330,7 +350,6 @@ class RewardModel:
         """Raw scores of (question, code) pairs exactly as given, as in the model card's usage."""
         o = self._call(dict(truncation=truncation))
         questions, codes = _pairs("questions", questions, "codes", codes)
-        _encodable("codes", codes)
         return self._raw_scores(questions, codes, [True] * len(codes), o["truncation"])[0]
 
     def score_groups(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]],
@@ -340,6 +359,9 @@ class RewardModel:
         if isinstance(responses_per_question, str) or len(responses_per_question) != len(questions):
             raise InputError(f"responses_per_question must hold one list per question ({len(questions)})")
         groups = [_strings(f"responses_per_question[{i}]", g) for i, g in enumerate(responses_per_question)]
+        _encodable("questions", questions)
+        for i, g in enumerate(groups):
+            _encodable(f"responses_per_question[{i}]", g)
         flat = self.score([q for q, g in zip(questions, groups) for _ in g], [r for g in groups for r in g],
                           **options)
         out, at = [], 0
@@ -355,21 +377,23 @@ class RewardModel:
         Pairs are scored in chunks of at most ``chunk_items`` pairs and about ``chunk_chars`` characters,
         so memory stays flat however long the stream; a chunk ends early where the question changes
         once it is half full, so GRPO groups stay together and keep sharing their question. Options as
-        :meth:`score`.
+        :meth:`score`. A pair that cannot be scored raises, named by its place in the stream
+        (``responses[n]``), after the rewards of the chunks before it.
         """
         self._call(options)  # fail on a bad option before consuming the stream
         qs: list[str] = []
         rs: list[str] = []
         chars = 0
-        for q, r in pairs:
+        for n, (q, r) in enumerate(pairs):
             full = len(qs) >= chunk_items or chars >= chunk_chars
             boundary = len(qs) >= chunk_items // 2 and qs and q != qs[-1]
             if full or boundary:
                 yield from self.score(qs, rs, **options)
                 qs, rs, chars = [], [], 0
+            _checked_pair(n, q, r)
             qs.append(q)
             rs.append(r)
-            chars += (len(q) if isinstance(q, str) else 0) + (len(r) if isinstance(r, str) else 0)
+            chars += len(q) + len(r)
         if qs:
             yield from self.score(qs, rs, **options)
 
@@ -381,6 +405,8 @@ class RewardModel:
         candidates = _strings("candidates", candidates)
         if not candidates:
             raise InputError("best_of_n needs at least one candidate")
+        _unicode("question", question)
+        _encodable("candidates", candidates)
         details = self.score([question] * len(candidates), candidates, **options)
         rewards = [d.reward for d in details]
         best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))

@@ -1,15 +1,17 @@
 """Planning: the least forward-pass work that gives every item its exact score.
 
-Given each item's token sequence (None when it needs no forward pass) and its group (the question it
-answers), the plan scores identical token sequences once, and then, for a backend that packs
+Given each item's token sequence (None when it needs no forward pass) and its *boundary* (the number of
+leading tokens that render the question, up to the chat template's last special token before the code;
+0 when it has none), the plan scores identical token sequences once, and then, for a backend that packs
 (``packs = True``: torch),
 
-- makes each group a *unit*: its shared token prefix (the rendered question) run once, every answer a
-  continuation of it, when the prefix is long enough to matter; the prefix is the longest common token
-  prefix of the group's full sequences, so it is by construction the exact tokenization of the question
-  inside every one of them. A sequence that shares nothing is a unit with an empty prefix;
+- splits every sequence at its boundary, alone or not: the prefix (question) and the answer (code) are
+  computed the same way whatever else shares the call, which is what makes a reward independent of its
+  batch (see ``backends.decoder``). Sequences with the same prefix tokens form one *unit*: the prefix
+  runs once, every answer a continuation of it (with ``share=False`` each sequence is its own unit,
+  computed identically). A sequence with boundary 0 is a unit with an empty prefix;
 - packs units, largest first, into forward passes under a token budget (no padding), so the linear
-  layers run over as many tokens at once as the budget allows, whatever group they belong to;
+  layers run over as many tokens at once as the budget allows, whatever question they belong to;
 
 and for a backend that takes padded batches (ONNX Runtime, TensorRT) sorts the sequences by length and
 cuts them into micro-batches under a padded-token budget.
@@ -18,7 +20,7 @@ cuts them into micro-batches under a padded-token budget.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Hashable, Sequence
+from typing import Sequence
 
 from .encode import pool_index
 
@@ -34,7 +36,7 @@ class Unit:
 
 @dataclass(frozen=True)
 class Plan:
-    seqs: list[list[int]]              # unique sequences to score
+    seqs: list[list[int]]              # unique (sequence, boundary) pairs to score
     pools: list[int]                   # per unique sequence: the position its score is read at
     slot: list[int]                    # per item: index into ``seqs``, or -1 when not run
     packs: list[list[Unit]] = field(default_factory=list)   # packed forward passes (packing backends)
@@ -55,16 +57,6 @@ class Plan:
         for b in self.batches:
             n += len(b) * max(len(self.seqs[k]) for k in b)
         return n
-
-
-def common_prefix(seqs: Sequence[Sequence[int]]) -> int:
-    first = seqs[0]
-    n = min(len(s) for s in seqs)
-    for i in range(n):
-        t = first[i]
-        if any(s[i] != t for s in seqs):
-            return i
-    return n
 
 
 def _cut(order: Sequence[int], width, max_batch_tokens: int, max_batch_size: int, packed: bool) -> list[list[int]]:
@@ -88,33 +80,34 @@ def _cut(order: Sequence[int], width, max_batch_tokens: int, max_batch_size: int
 
 def plan(
     seqs: Sequence[Sequence[int] | None],
-    groups: Sequence[Hashable],
+    bounds: Sequence[int],
     pad_id: int | None,
     *,
     packed: bool,
     share: bool,
     max_batch_tokens: int,
     max_batch_size: int,
-    min_prefix: int = 16,
 ) -> Plan:
-    """Plan the forward passes for items ``seqs`` (None: not run) answering ``groups`` (e.g. questions):
-    packed units for a packing backend (``packed``), padded micro-batches otherwise."""
+    """Plan the forward passes for items ``seqs`` (None: not run) split at ``bounds`` (see the module
+    docstring): packed units for a packing backend (``packed``), padded micro-batches otherwise."""
     if max_batch_tokens < 1 or max_batch_size < 1:
         raise ValueError("max_batch_tokens and max_batch_size must be positive")
-    index: dict[tuple[int, ...], int] = {}
+    if len(bounds) != len(seqs):
+        raise ValueError(f"{len(seqs)} sequences but {len(bounds)} boundaries")
+    index: dict[tuple[tuple[int, ...], int], int] = {}
     unique: list[list[int]] = []
-    unique_group: list[Hashable] = []
+    unique_bound: list[int] = []
     slot: list[int] = []
-    for seq, group in zip(seqs, groups):
+    for seq, bound in zip(seqs, bounds):
         if seq is None:
             slot.append(-1)
             continue
-        key = tuple(seq)
+        key = (tuple(seq), bound)
         k = index.get(key)
         if k is None:
             k = index[key] = len(unique)
             unique.append(list(seq))
-            unique_group.append(group)
+            unique_bound.append(bound)
         slot.append(k)
     pools = [pool_index(s, pad_id) for s in unique]
     if not packed:
@@ -122,23 +115,23 @@ def plan(
         batches = _cut(order, lambda k: len(unique[k]), max_batch_tokens, max_batch_size, packed=False)
         return Plan(unique, pools, slot, batches=batches)
 
-    members: dict[Hashable, list[int]] = {}
-    for k, g in enumerate(unique_group):
-        members.setdefault(g, []).append(k)
+    # Every answer keeps its pooled token: a boundary at or past it (a question cut by truncation) is none.
+    cuts = [b if 0 < b <= pools[k] else 0 for k, b in enumerate(unique_bound)]
+    members: dict[tuple[int, ...], list[int]] = {}
     units: list[Unit] = []
-    for ks in members.values():
-        prefix = 0
-        if share and len(ks) > 1:
-            # Every answer must keep its pooled token, so the prefix stops at the earliest pool position.
-            prefix = min(common_prefix([unique[k] for k in ks]), min(pools[k] for k in ks))
-        if prefix < min_prefix:
-            units += [Unit(0, [k]) for k in ks]
-            continue
-        # A group larger than the budget is split; each part runs the prefix again.
+    for k, b in enumerate(cuts):
+        if not b:
+            units.append(Unit(0, [k]))
+        elif share:
+            members.setdefault(tuple(unique[k][:b]), []).append(k)
+        else:
+            units.append(Unit(b, [k]))
+    for prefix, ks in members.items():
+        # A group larger than the budget is split; each part runs the prefix again (the same way).
         order = sorted(ks, key=lambda k: -len(unique[k]))
-        room = max(max_batch_tokens - prefix, 1)
-        for part in _cut(order, lambda k: len(unique[k]) - prefix, room, max_batch_size, packed=True):
-            units.append(Unit(prefix, part))
+        room = max(max_batch_tokens - len(prefix), 1)
+        for part in _cut(order, lambda k: len(unique[k]) - len(prefix), room, max_batch_size, packed=True):
+            units.append(Unit(len(prefix), part))
     return Plan(unique, pools, slot, packs=_pack(units, unique, max_batch_tokens, max_batch_size))
 
 

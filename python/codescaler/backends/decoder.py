@@ -3,10 +3,16 @@
 A batch is a list of *units*, packed back to back in one row with no padding. A unit is a prefix (a
 rendered question, possibly empty) followed by answers that each continue it; a sequence that shares
 nothing is a unit with an empty prefix and one answer. Linear layers (over 90% of the FLOPs at real
-model shapes) do not care which unit a token belongs to, so they run over all tokens of the batch in
-one GEMM; only attention is per unit: the prefix causally over itself, every answer of the unit against
-the prefix in one flash-attention call, each answer causally over itself, the two halves merged exactly
-through their log-sum-exps.
+model shapes) do not care which unit a token belongs to, so they run over all tokens of the batch at
+once; only attention is per unit: the prefix causally over itself, each answer against the prefix and
+causally over itself, the two halves merged exactly through their log-sum-exps.
+
+Batch invariance: a token's result depends only on its own sequence, never on what shares the pass.
+A GEMM library picks its algorithm (blocking, kernels, reduction splits) by the number of rows, so the
+blocks always run on tiles of exactly ``ROW_TILE`` tokens, the last one padded: every call has one
+shape, hence one algorithm, and a row's bits do not depend on its neighbours. Every attention call
+covers one prefix or one answer (never several answers at once), and the score head reads one row per
+call. So a sequence's score is the same alone, in any pass, at any position, in any order.
 
 Each layer is two blocks, ``PreAttention`` (RMSNorm, q/k/v projections, q/k norms, rotary) and
 ``PostAttention`` (output projection, residual, RMSNorm, SiLU-gated MLP, residual). Their weights are
@@ -29,9 +35,11 @@ from torch import nn
 from ..errors import ModelLoadError
 
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-# Bumped whenever PreAttention or PostAttention change their inputs or arithmetic: compiled packages and
-# engines made from other versions are rebuilt or refused.
-BLOCKS_VERSION = 2
+# Bumped whenever PreAttention or PostAttention change their inputs or arithmetic, or how they are called:
+# compiled packages and engines made from other versions are rebuilt or refused.
+BLOCKS_VERSION = 3
+# Tokens per call of the blocks (see the module docstring); the C++ scorer reads it from an engine's manifest.
+ROW_TILE = 256
 
 
 @dataclass(frozen=True)
@@ -225,14 +233,23 @@ class PackedDecoder:
     def hidden_states(self, units: Sequence[Unit]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-final-norm hidden states (N, hidden) of every packed token, and the pooled rows."""
         ids, pos, rows = self.layout(units)
+        n = ids.shape[0]
+        tile = ROW_TILE
+        tiles = range(0, -(-n // tile) * tile, tile)
+        pad = len(tiles) * tile - n
+        if pad:  # padding rows (token 0 at position 0) are computed and never read
+            ids, pos = F.pad(ids, (0, pad)), F.pad(pos, (0, pad))
         hidden = self.embed[ids]
         cos, sin = self.rope(pos, hidden)
         spans = list(_spans(units))
-        # Compiled blocks take 2 tokens or more (export specialises sizes 0 and 1).
-        pre, post = (self.pre, self.post) if len(ids) >= 2 else (PreAttention(self.arch), PostAttention(self.arch))
         for pre_w, post_w in self.layers:
-            q, k, v = pre(hidden, cos, sin, *pre_w)
-            hidden = post(hidden, *self.attend(q, k, v, spans), *post_w)
+            qkv = [self.pre(hidden[t:t + tile], cos[t:t + tile], sin[t:t + tile], *pre_w) for t in tiles]
+            q, k, v = (torch.cat(parts, dim=2) for parts in zip(*qkv))
+            oa, la, ob, lb = self.attend(q, k, v, spans, pad)
+            # Compiled blocks take their inputs contiguous, as exported: slices of la/lb along the token
+            # axis are not.
+            hidden = torch.cat([self.post(hidden[t:t + tile], oa[t:t + tile], la[:, :, t:t + tile].contiguous(),
+                                          ob[t:t + tile], lb[:, :, t:t + tile].contiguous(), *post_w) for t in tiles])
         return hidden, rows
 
     def scores(self, units: Sequence[Unit]) -> torch.Tensor:
@@ -240,12 +257,14 @@ class PackedDecoder:
 
         with torch.inference_mode():
             hidden, rows = self.hidden_states(units)
-            return pool(hidden, rows, self.norm, self.score, self.arch.eps)
+            # One row per call of the score head: its GEMM then has one shape whatever the pass holds.
+            return torch.cat([pool(hidden, rows[i:i + 1], self.norm, self.score, self.arch.eps)
+                              for i in range(rows.shape[0])]) if rows.numel() else rows.float()
 
-    def attend(self, q, k, v, spans):
+    def attend(self, q, k, v, spans, pad: int = 0):
         """Attention of every packed token as two halves (see ``PostAttention``): per unit, the prefix
-        causally over itself; answers over the prefix (half a, one call for all of them) and each
-        causally over itself (half b). Returns oa, la, ob, lb in token order."""
+        causally over itself; each answer over the prefix (half a) and causally over itself (half b).
+        Returns oa, la, ob, lb in token order, ``pad`` neutral rows (output 0) appended."""
         heads, d = q.shape[1], q.shape[3]
         flash = _flash_cpu if q.device.type == "cpu" and _flash_cpu is not None else _attention_with_lse
         a_out, a_lse, b_out, b_lse = [], [], [], []
@@ -259,27 +278,29 @@ class PackedDecoder:
             return o.transpose(1, 2)[0], lse  # (n, heads, d): flash's output is laid out that way
 
         for start, p, lengths in spans:
+            prefix = slice(start, start + p)
             if p:
-                s = slice(start, start + p)
-                o, lse = run(s, s, True)
+                o, lse = run(prefix, prefix, True)
                 a_out.append(o)
                 a_lse.append(lse)
                 none(p)
             at = start + p
-            total = sum(lengths)
-            if p and total:
-                answers = slice(at, at + total)
-                o, lse = run(answers, slice(start, start + p), False)
-                a_out.append(o)
-                a_lse.append(lse)
             for n in lengths:
                 s = slice(at, at + n)
+                if p:
+                    o, lse = run(s, prefix, False)
+                    a_out.append(o)
+                    a_lse.append(lse)
                 o, lse = run(s, s, True)
                 (b_out if p else a_out).append(o)
                 (b_lse if p else a_lse).append(lse)
                 if not p:
                     none(n)
                 at += n
+        if pad:
+            a_out.append(q.new_zeros(pad, heads, d))
+            a_lse.append(torch.zeros((1, heads, pad), device=q.device))
+            none(pad)
         return (torch.cat(a_out), torch.cat(a_lse, dim=2).float(), torch.cat(b_out), torch.cat(b_lse, dim=2).float())
 
 def _spans(units: Sequence[Unit]):

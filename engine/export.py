@@ -145,7 +145,9 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
         manifest = _manifest(model, cfg, tokenizer, template, work, dtype=dtype, max_length=max_length,
                              architecture=(cfg.get("architectures") or ["?"])[0], export_seconds=export_seconds)
         manifest.update({"format": "aoti", "package": PACKAGE, "weights": WEIGHTS, "arch": arch.key(),
-                         "rope": {"scaling": float(rope.scaling)}, "machine": json.loads(machine_key())})
+                         "rope": {"scaling": float(rope.scaling)}, "machine": json.loads(machine_key()),
+                         # Tokens per call of the blocks: the C++ scorer tiles its passes the same way.
+                         "row_tile": ROW_TILE})
         engine = _publish(work, out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)

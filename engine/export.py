@@ -103,7 +103,7 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from codescaler.backends.decoder import Arch
+    from codescaler.backends.decoder import ROW_TILE, Arch
     from codescaler.backends.torch_backend import (
         ROPE_INV_FREQ, _rope, check_model_dir, default_dtype, load_state, torch_dtype)
     from codescaler.template import ChatTemplate

@@ -149,6 +149,27 @@ def run_engine(path, workload, dtype, label: str = "codescaler", **kw) -> tuple[
     return Run(label, seconds, plan.computed_tokens, [r.reward for r in out], rss), (m, plan), Startup(load, first, warm)
 
 
+def run_invariance(engine, workload, rounds: int = 2) -> tuple[Run, Run]:
+    """The loaded engine with its decoder's batch invariance on (the default) and off, interleaved on the
+    same workload, best of ``rounds`` each: what invariance costs, measured in one run."""
+    decoder = engine.backend.decoder
+    best = {True: float("inf"), False: float("inf")}
+    out = {}
+    try:
+        for _ in range(rounds):
+            for invariant in (False, True):
+                decoder.invariant = invariant
+                seconds, result, rss = _timed(lambda: engine.score(workload.questions, workload.responses), 1)
+                if seconds < best[invariant]:
+                    best[invariant] = seconds
+                    label = "codescaler (default)" if invariant else "codescaler (not batch-invariant)"
+                    out[invariant] = Run(label, seconds, engine.last_plan.computed_tokens,
+                                         [r.reward for r in result], rss)
+    finally:
+        decoder.invariant = True
+    return out[True], out[False]
+
+
 def run_hf(path, workload, dtype, batch_size: int, label: str) -> Run:
     """The model card's usage: extract, render, pad a batch in input order, run every response (empty
     answers included, as upstream does), shape."""
@@ -220,8 +241,12 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
         w = made[name]()
         ours, (engine, plan), start = run_engine(path, w, dtype, "codescaler (default)")
         tokens, flops = useful_work(plan, config)
+        runs = [ours]
+        if hasattr(engine.backend, "decoder"):
+            ours, variant = run_invariance(engine, w)
+            runs = [ours, variant]
         eager, _, _ = run_engine(path, w, dtype, "codescaler (compile='off')", compile="off")
-        runs = [ours, eager]
+        runs.append(eager)
         for bs in batch_sizes:
             runs.append(run_hf(path, w, dtype, bs, f"model card, batch {bs}"))
         if trl:
@@ -252,6 +277,10 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
                       f"{engine.describe()}; blocks {engine.backend.compiled}) is "
                       f"{best_card / ours.seconds:.2f}x the best model-card baseline"
                       + (f" and {trl_s[0] / ours.seconds:.2f}x the TRL-style baseline" if trl_s else ""))
+        variant = [r for r in runs if r.system == "codescaler (not batch-invariant)"]
+        if variant:
+            console.print(f"batch invariance (default) costs {100 * (ours.seconds / variant[0].seconds - 1):+.1f}% "
+                          f"against the same engine without it (interleaved, best of 2 each)")
         console.print(f"load {start.load_s:.2f} s; first {w.group_size}-answer call after load {start.first_s:.3f} s, "
                       f"warm {start.warm_s:.3f} s ({start.first_s / start.warm_s:.2f}x)")
     return rows

@@ -209,6 +209,9 @@ class PackedDecoder:
         self.pre = pre
         self.post = post
         self.scaling = arch.head_dim ** -0.5
+        # False only to measure what invariance costs (benchmarks): one block call over the whole pass and
+        # one attention call for all of a unit's answers over its prefix; rewards then depend on the batch.
+        self.invariant = True
         self.device = embed.device
 
     def layout(self, units: Sequence[Unit]):
@@ -234,7 +237,7 @@ class PackedDecoder:
         """Pre-final-norm hidden states (N, hidden) of every packed token, and the pooled rows."""
         ids, pos, rows = self.layout(units)
         n = ids.shape[0]
-        tile = ROW_TILE
+        tile = ROW_TILE if self.invariant else max(n, 2)  # the compiled blocks take 2 tokens or more
         tiles = range(0, -(-n // tile) * tile, tile)
         pad = len(tiles) * tile - n
         if pad:  # padding rows (token 0 at position 0) are computed and never read
@@ -258,6 +261,8 @@ class PackedDecoder:
         with torch.inference_mode():
             hidden, rows = self.hidden_states(units)
             # One row per call of the score head: its GEMM then has one shape whatever the pass holds.
+            if not self.invariant:
+                return pool(hidden, rows, self.norm, self.score, self.arch.eps)
             return torch.cat([pool(hidden, rows[i:i + 1], self.norm, self.score, self.arch.eps)
                               for i in range(rows.shape[0])]) if rows.numel() else rows.float()
 
@@ -285,9 +290,13 @@ class PackedDecoder:
                 a_lse.append(lse)
                 none(p)
             at = start + p
+            if p and not self.invariant:
+                o, lse = run(slice(at, at + sum(lengths)), prefix, False)
+                a_out.append(o)
+                a_lse.append(lse)
             for n in lengths:
                 s = slice(at, at + n)
-                if p:
+                if p and self.invariant:
                     o, lse = run(s, prefix, False)
                     a_out.append(o)
                     a_lse.append(lse)

@@ -189,16 +189,15 @@ std::vector<std::int32_t> ids_from(PyObject* obj, const std::string& what) {
 }
 
 // (seqs, pools, slot, packs), as python/codescaler/plan.py's Plan fields; packs as (prefix, members) tuples.
-nb::tuple py_plan(nb::handle items, const std::vector<std::size_t>& groups, std::optional<std::int32_t> pad_id,
-                  bool share, std::int64_t max_batch_tokens, std::int64_t max_batch_size, std::size_t min_prefix) {
+nb::tuple py_plan(nb::handle items, const std::vector<std::int64_t>& bounds, std::optional<std::int32_t> pad_id,
+                  bool share, std::int64_t max_batch_tokens, std::int64_t max_batch_size) {
   if (max_batch_tokens < 1 || max_batch_size < 1)
     throw nb::value_error("max_batch_tokens and max_batch_size must be positive");
   nb::object seq = nb::steal(PySequence_Fast(items.ptr(), "items must be a sequence"));
   if (!seq.is_valid()) throw nb::python_error();
   const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
-  if (static_cast<std::size_t>(n) != groups.size())
-    throw nb::value_error(("items and groups differ in length: " + std::to_string(n) + " and " +
-                           std::to_string(groups.size())).c_str());
+  if (static_cast<std::size_t>(n) != bounds.size())
+    throw nb::value_error((std::to_string(n) + " sequences but " + std::to_string(bounds.size()) + " boundaries").c_str());
   std::vector<std::vector<std::int32_t>> storage;
   storage.reserve(static_cast<std::size_t>(n));  // no reallocation: `ptrs` point into it
   std::vector<const std::vector<std::int32_t>*> ptrs(static_cast<std::size_t>(n), nullptr);
@@ -211,8 +210,8 @@ nb::tuple py_plan(nb::handle items, const std::vector<std::size_t>& groups, std:
   plan::Plan p;
   {
     nb::gil_scoped_release release;
-    p = plan::make_plan(ptrs, groups, pad_id, share, static_cast<std::size_t>(max_batch_tokens),
-                        static_cast<std::size_t>(max_batch_size), min_prefix);
+    p = plan::make_plan(ptrs, bounds, pad_id, share, static_cast<std::size_t>(max_batch_tokens),
+                        static_cast<std::size_t>(max_batch_size));
   }
   nb::list seqs, pools, slot, packs;
   for (const auto& s : p.seqs) seqs.append(id_list(s));
@@ -283,12 +282,12 @@ NB_MODULE(_native, m) {
 
   m.def("plan", &py_plan,
         nb::sig("def plan(items: collections.abc.Sequence[collections.abc.Sequence[int] | None], "
-                "groups: collections.abc.Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, "
-                "max_batch_size: int, min_prefix: int = 16) -> tuple[list[list[int]], list[int], list[int], "
+                "bounds: collections.abc.Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, "
+                "max_batch_size: int) -> tuple[list[list[int]], list[int], list[int], "
                 "list[list[tuple[int, list[int]]]]]"),
-        nb::arg("items"), nb::arg("groups"), nb::arg("pad_id").none(), nb::arg("share"),
-        nb::arg("max_batch_tokens"), nb::arg("max_batch_size"), nb::arg("min_prefix") = 16,
-        "codescaler.plan.plan(items, groups, pad_id, packed=True, ...) planned by the C++ planner the C++ "
+        nb::arg("items"), nb::arg("bounds"), nb::arg("pad_id").none(), nb::arg("share"),
+        nb::arg("max_batch_tokens"), nb::arg("max_batch_size"),
+        "codescaler.plan.plan(items, bounds, pad_id, packed=True, ...) planned by the C++ planner the C++ "
         "scorer uses, with the GIL released. Returns (seqs, pools, slot, packs), packs as lists of "
         "(prefix, members) tuples.");
 

@@ -32,6 +32,12 @@ void Splice::join(std::string_view question, std::string_view code, std::string&
   out.append(head).append(question).append(middle).append(code).append(tail);
 }
 
+void Splice::question_part(std::string_view question, std::string& out) const {
+  out.clear();
+  out.reserve(head.size() + question.size() + question_end);
+  out.append(head).append(question).append(middle, 0, question_end);
+}
+
 namespace {
 
 // Inside this file a failure is thrown and caught once in open(): nothing escapes it.
@@ -201,6 +207,38 @@ void check_probes(const json::Value& tok, const Tokenizer& tokenizer, const Fiel
   }
 }
 
+// Python's encode._added_token_ends, last end only: the end in `middle` of the last occurrence of any of
+// tokenizer.json's added tokens (special or not), or npos. Python tries earlier ends only for text Jinja
+// rendered; every pair scored here is rendered by the splice, which the last end always matches.
+std::size_t last_added_token_end(const std::string& middle, const std::string& tokenizer_json, const std::string& path) {
+  json::Value root;
+  const std::string problem = json::parse(tokenizer_json, root);
+  if (!problem.empty() || !root.is_object()) fail(ScorerCode::bad_engine, path + ": not a JSON object " + problem);
+  const json::Value* added = root.find("added_tokens");
+  std::size_t last = std::string::npos;
+  if (!added || !added->is_array()) return last;
+  for (const json::Value& t : added->array) {
+    const json::Value* content = t.find("content");
+    if (!content || !content->is_string() || content->string.empty()) continue;
+    const std::string& c = content->string;
+    for (std::size_t at = middle.find(c); at != std::string::npos; at = middle.find(c, at + 1))
+      if (last == std::string::npos || at + c.size() > last) last = at + c.size();
+  }
+  return last;
+}
+
+// Python's encode._special_tail: how many special tokens the post-processor appends after a text.
+std::size_t special_tail(const Tokenizer& tokenizer, const std::string& path) {
+  std::vector<std::int32_t> bare, full;
+  const TokenizerStatus a = tokenizer.encode("x", &bare, false), b = tokenizer.encode("x", &full, true);
+  if (!a.ok() || !b.ok()) fail(ScorerCode::bad_engine, path + ": cannot encode \"x\": " + (a.ok() ? b : a).message);
+  if (full.size() < bare.size()) return 0;
+  for (std::size_t at = 0; at + bare.size() <= full.size(); ++at)
+    if (std::equal(bare.begin(), bare.end(), full.begin() + static_cast<std::ptrdiff_t>(at)))
+      return full.size() - at - bare.size();
+  return 0;
+}
+
 void open_engine(const std::string& dir, std::string_view torch_version, Engine& e) {
   e.dir = dir;
   const std::string mpath = dir + "/manifest.json";
@@ -245,6 +283,12 @@ void open_engine(const std::string& dir, std::string_view torch_version, Engine&
     e.pad_id = static_cast<std::int32_t>(pad->number);
   }
   e.max_length = static_cast<std::size_t>(f.integer(m, "max_length", "max_length", 1, std::int64_t{1} << 31));
+  if (!m.find("row_tile"))
+    fail(ScorerCode::bad_engine, mpath + ": field row_tile is missing (the tokens per call of the compiled blocks, "
+                                         "recorded since blocks version 3); re-export the engine with codescaler "
+                                         "export --format aoti");
+  // At least 2: export specialises a dimension of size 0 or 1.
+  e.row_tile = f.integer(m, "row_tile", "row_tile", 2, 1 << 16);
   const json::Value* rope = m.find("rope");
   if (!rope || !rope->is_object())
     fail(ScorerCode::unsupported, mpath + ": no rope table recorded (exported by an older codescaler); re-export the engine");
@@ -265,6 +309,8 @@ void open_engine(const std::string& dir, std::string_view torch_version, Engine&
     fail(code, ts.message);
   }
   check_probes(f.get(m, "tokenizer", json::Type::object, "tokenizer"), *e.tokenizer, f, tpath);
+  e.splice.question_end = last_added_token_end(e.splice.middle, read_file(tpath), tpath);
+  e.special_tail = special_tail(*e.tokenizer, tpath);
 }
 
 }  // namespace

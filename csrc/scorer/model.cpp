@@ -160,11 +160,12 @@ struct Model::Impl {
   at::Tensor embed, norm, score, inv_freq;
   std::vector<std::pair<std::vector<at::Tensor>, std::vector<at::Tensor>>> layers;
   double rope_scaling = 1.0, scaling = 1.0;
+  std::int64_t row_tile = 0;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> pre, post;
 
   at::Tensor forward(const plan::Plan& plan, const std::vector<plan::Unit>& pack);
   void attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const plan::Plan& plan,
-              const std::vector<plan::Unit>& pack, std::vector<at::Tensor>& halves);
+              const std::vector<plan::Unit>& pack, std::int64_t pad, std::vector<at::Tensor>& halves);
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -183,6 +184,7 @@ ScorerStatus Model::open(const engine::Engine& e, std::unique_ptr<Model>* out) {
     m.arch = e.arch;
     m.dtype = scalar_type(e.arch.dtype);
     m.rope_scaling = e.rope_scaling;
+    m.row_tile = e.row_tile;
     m.scaling = std::pow(static_cast<double>(e.arch.head_dim), -0.5);
     std::map<std::string, at::Tensor> state = read_safetensors(e.weights_path);
     const std::string prefix = state.count("model.embed_tokens.weight") ? "model." : "";
@@ -231,9 +233,11 @@ ScorerStatus Model::open(const engine::Engine& e, std::unique_ptr<Model>* out) {
 }
 
 // Attention as two halves per unit (see Python's PackedDecoder.attend): the prefix causally over itself;
-// the answers over the prefix in one call (half a) and each answer causally over itself (half b).
+// each answer over the prefix (half a) and causally over itself (half b); an answer without a prefix
+// causally over itself as half a. Every call covers one prefix or one answer, so a token's attention does
+// not depend on what else the pass holds. `pad` neutral rows (half a 0 with lse 0, half b empty) end it.
 void Model::Impl::attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const plan::Plan& plan,
-                         const std::vector<plan::Unit>& pack, std::vector<at::Tensor>& halves) {
+                         const std::vector<plan::Unit>& pack, std::int64_t pad, std::vector<at::Tensor>& halves) {
   const std::int64_t heads = q.size(1), d = q.size(3);
   std::vector<at::Tensor> a_out, a_lse, b_out, b_lse;
   auto none = [&](std::int64_t n) {
@@ -254,15 +258,14 @@ void Model::Impl::attend(const at::Tensor& q, const at::Tensor& k, const at::Ten
       a_lse.push_back(lse);
       none(p);
     }
-    std::int64_t at = start + p, total = 0;
-    for (std::size_t k : u.members) total += static_cast<std::int64_t>(plan.seqs[k].size()) - p;
-    if (p && total) {
-      auto [o, lse] = run(at, at + total, start, start + p, false);
-      a_out.push_back(o);
-      a_lse.push_back(lse);
-    }
+    std::int64_t at = start + p;
     for (std::size_t member : u.members) {
       const std::int64_t n = static_cast<std::int64_t>(plan.seqs[member].size()) - p;
+      if (p) {
+        auto [o, lse] = run(at, at + n, start, start + p, false);
+        a_out.push_back(o);
+        a_lse.push_back(lse);
+      }
       auto [o, lse] = run(at, at + n, at, at + n, true);
       (p ? b_out : a_out).push_back(o);
       (p ? b_lse : a_lse).push_back(lse);
@@ -271,9 +274,17 @@ void Model::Impl::attend(const at::Tensor& q, const at::Tensor& k, const at::Ten
     }
     start = at;
   }
+  if (pad) {
+    a_out.push_back(at::zeros({pad, heads, d}, q.options()));
+    a_lse.push_back(at::zeros({1, heads, pad}, q.options().dtype(at::kFloat)));
+    none(pad);
+  }
   halves = {at::cat(a_out), at::cat(a_lse, 2).to(at::kFloat), at::cat(b_out), at::cat(b_lse, 2).to(at::kFloat)};
 }
 
+// Python's PackedDecoder.hidden_states and scores: the packed row padded to whole tiles of row_tile tokens
+// (token 0 at position 0), the compiled blocks called once per tile (one GEMM shape, so one algorithm
+// whatever the pass holds), attention over the whole row, then the score head one pooled row at a time.
 at::Tensor Model::Impl::forward(const plan::Plan& plan, const std::vector<plan::Unit>& pack) {
   std::vector<std::int64_t> ids, pos, rows;
   for (const plan::Unit& u : pack) {
@@ -294,6 +305,10 @@ at::Tensor Model::Impl::forward(const plan::Plan& plan, const std::vector<plan::
   const auto vocab = embed.size(0);
   for (std::int64_t id : ids)
     if (id < 0 || id >= vocab) fail(ScorerCode::internal_error, "token id " + std::to_string(id) + " outside the embeddings");
+  const std::int64_t tile = row_tile, n = static_cast<std::int64_t>(ids.size());
+  const std::int64_t padded = (n + tile - 1) / tile * tile, pad = padded - n;
+  ids.resize(static_cast<std::size_t>(padded), 0);  // padding rows are computed and never read
+  pos.resize(static_cast<std::size_t>(padded), 0);
   at::Tensor tid = at::tensor(ids, at::kLong), tpos = at::tensor(pos, at::kLong), trows = at::tensor(rows, at::kLong);
   at::Tensor hidden = embed.index({tid});
   at::Tensor freqs = tpos.unsqueeze(1).to(at::kFloat) * inv_freq.unsqueeze(0);
@@ -305,39 +320,51 @@ at::Tensor Model::Impl::forward(const plan::Plan& plan, const std::vector<plan::
   }
   cos = cos.to(dtype);
   sin = sin.to(dtype);
-  std::vector<at::Tensor> halves;
+  std::vector<at::Tensor> halves, q, k, v, out;
+  std::vector<at::Tensor> in;
   for (auto& [pre_w, post_w] : layers) {
-    std::vector<at::Tensor> in = {hidden, cos, sin};
-    in.insert(in.end(), pre_w.begin(), pre_w.end());
-    std::vector<at::Tensor> qkv = pre->run(in);
-    attend(qkv.at(0), qkv.at(1), qkv.at(2), plan, pack, halves);
-    std::vector<at::Tensor> post_in = {hidden, halves[0], halves[1], halves[2], halves[3]};
-    post_in.insert(post_in.end(), post_w.begin(), post_w.end());
-    hidden = post->run(post_in).at(0);
+    q.clear();
+    k.clear();
+    v.clear();
+    for (std::int64_t t = 0; t < padded; t += tile) {
+      in = {hidden.slice(0, t, t + tile), cos.slice(0, t, t + tile), sin.slice(0, t, t + tile)};
+      in.insert(in.end(), pre_w.begin(), pre_w.end());
+      std::vector<at::Tensor> qkv = pre->run(in);
+      q.push_back(qkv.at(0));
+      k.push_back(qkv.at(1));
+      v.push_back(qkv.at(2));
+    }
+    attend(at::cat(q, 2), at::cat(k, 2), at::cat(v, 2), plan, pack, pad, halves);
+    // The compiled blocks take their inputs contiguous, as exported: slices of the lse's along the token
+    // axis are not.
+    out.clear();
+    for (std::int64_t t = 0; t < padded; t += tile) {
+      in = {hidden.slice(0, t, t + tile), halves[0].slice(0, t, t + tile), halves[1].slice(2, t, t + tile).contiguous(),
+            halves[2].slice(0, t, t + tile), halves[3].slice(2, t, t + tile).contiguous()};
+      in.insert(in.end(), post_w.begin(), post_w.end());
+      out.push_back(post->run(in).at(0));
+    }
+    hidden = at::cat(out);
   }
-  // The score head on the pooled rows only, with Hugging Face's rounding points (Python's
-  // last_token_pool_reference): float32 statistics, cast back, weight in the model dtype.
-  at::Tensor x = hidden.reshape({-1, arch.hidden}).index_select(0, trows);
-  at::Tensor xf = x.to(at::kFloat);
-  at::Tensor variance = xf.pow(2).mean(-1, true);
-  at::Tensor normed = norm * (xf * at::rsqrt(variance + arch.eps)).to(dtype);
-  return at::linear(normed, score.reshape({1, arch.hidden})).reshape(-1).to(at::kFloat);
+  // The score head one row per call (its GEMM then has one shape whatever the pass holds), with Hugging
+  // Face's rounding points (Python's last_token_pool_reference): float32 statistics, cast back, weight in
+  // the model dtype.
+  const at::Tensor flat = hidden.reshape({-1, arch.hidden}), head = score.reshape({1, arch.hidden});
+  std::vector<at::Tensor> scores;
+  for (std::int64_t i = 0; i < trows.size(0); ++i) {
+    at::Tensor x = flat.index_select(0, trows.slice(0, i, i + 1));
+    at::Tensor xf = x.to(at::kFloat);
+    at::Tensor variance = xf.pow(2).mean(-1, true);
+    at::Tensor normed = norm * (xf * at::rsqrt(variance + arch.eps)).to(dtype);
+    scores.push_back(at::linear(normed, head).reshape(-1).to(at::kFloat));
+  }
+  return at::cat(scores);
 }
 
 ScorerStatus Model::scores(const plan::Plan& plan, const std::vector<plan::Unit>& pack, std::vector<double>* out) {
   try {
     c10::InferenceMode guard;
-    std::size_t tokens = 0;
-    for (const plan::Unit& u : pack) tokens += plan.unit_tokens(u);
-    at::Tensor s;
-    if (tokens >= 2) {
-      s = impl_->forward(plan, pack);
-    } else {
-      // The compiled blocks take 2 tokens or more (export specialises sizes 0 and 1): a one-token pass runs
-      // beside a copy of itself and the copy's score is dropped.
-      std::vector<plan::Unit> twice = {pack.at(0), pack.at(0)};
-      s = impl_->forward(plan, twice).slice(0, 0, 1);
-    }
+    at::Tensor s = impl_->forward(plan, pack);
     const float* p = s.contiguous().data_ptr<float>();
     out->assign(p, p + s.numel());
     return {};

@@ -27,29 +27,35 @@ std::int64_t len(const Ids& s) { return static_cast<std::int64_t>(s.size()); }
 // Python's pool position: -1 for an empty sequence without a pad id.
 std::int64_t signed_pool(std::size_t pool) { return pool == kNone ? -1 : static_cast<std::int64_t>(pool); }
 
-struct SeqHash {
-  std::size_t operator()(const Ids* s) const {
-    std::uint64_t h = 0x9E3779B97F4A7C15ull ^ s->size();
-    for (std::int32_t t : *s) h = (h ^ static_cast<std::uint32_t>(t)) * 0xFF51AFD7ED558CCDull;
-    return static_cast<std::size_t>(h ^ (h >> 32));
-  }
+// A run of tokens: a whole sequence, or the first `n` tokens of one (a prefix).
+struct Span {
+  const Ids* seq;
+  std::size_t n;
+  bool operator==(const Span& o) const { return n == o.n && std::equal(seq->begin(), seq->begin() + n, o.seq->begin()); }
 };
 
-struct SeqEq {
-  bool operator()(const Ids* a, const Ids* b) const { return *a == *b; }
-};
-
-// The longest token prefix common to every sequence of `ks` (Python's common_prefix).
-std::int64_t common_prefix(const std::vector<Ids>& seqs, const std::vector<std::size_t>& ks) {
-  const Ids& first = seqs[ks[0]];
-  std::size_t n = first.size();
-  for (std::size_t k : ks) {
-    const Ids& s = seqs[k];
-    const std::size_t m = std::min(n, s.size());
-    n = static_cast<std::size_t>(std::mismatch(first.begin(), first.begin() + m, s.begin()).first - first.begin());
-  }
-  return static_cast<std::int64_t>(n);
+std::uint64_t hash_span(const Span& s) {
+  std::uint64_t h = 0x9E3779B97F4A7C15ull ^ s.n;
+  for (std::size_t i = 0; i < s.n; ++i) h = (h ^ static_cast<std::uint32_t>((*s.seq)[i])) * 0xFF51AFD7ED558CCDull;
+  return h ^ (h >> 32);
 }
+
+struct SpanHash {
+  std::size_t operator()(const Span& s) const { return static_cast<std::size_t>(hash_span(s)); }
+};
+
+// Python's dedupe key: the sequence and its boundary, as given.
+struct Item {
+  Span seq;
+  std::int64_t bound;
+  bool operator==(const Item& o) const { return bound == o.bound && seq == o.seq; }
+};
+
+struct ItemHash {
+  std::size_t operator()(const Item& k) const {
+    return static_cast<std::size_t>(hash_span(k.seq) ^ (static_cast<std::uint64_t>(k.bound) * 0xC2B2AE3D27D4EB4Full));
+  }
+};
 
 // Python's _cut(packed=True): consecutive parts of `order` (longest first) whose continuations, each
 // `prefix` tokens shorter than its sequence, sum to at most `room` tokens and count at most `size`.
@@ -149,15 +155,15 @@ std::size_t pool_index(const std::vector<std::int32_t>& ids, std::optional<std::
   return 0;
 }
 
-Plan make_plan(const std::vector<const std::vector<std::int32_t>*>& items, const std::vector<std::size_t>& groups,
+Plan make_plan(const std::vector<const std::vector<std::int32_t>*>& items, const std::vector<std::int64_t>& bounds,
                std::optional<std::int32_t> pad_id, bool share, std::size_t max_batch_tokens,
-               std::size_t max_batch_size, std::size_t min_prefix) {
+               std::size_t max_batch_size) {
   const std::int64_t max_tokens = clamped(max_batch_tokens, 1), max_size = clamped(max_batch_size, 1);
-  const std::size_t n_items = std::min(items.size(), groups.size());
+  const std::size_t n_items = std::min(items.size(), bounds.size());
   Plan p;
-  // Identical sequences are scored once: the first occurrence (and its group) stands for all.
-  std::unordered_map<const Ids*, std::size_t, SeqHash, SeqEq> index;
-  std::vector<std::size_t> unique_group;
+  // Identical (sequence, boundary) pairs are scored once: the first occurrence stands for all.
+  std::unordered_map<Item, std::size_t, ItemHash> index;
+  std::vector<std::int64_t> unique_bound;
   p.slot.reserve(n_items);
   for (std::size_t i = 0; i < n_items; ++i) {
     const Ids* seq = items[i];
@@ -165,38 +171,37 @@ Plan make_plan(const std::vector<const std::vector<std::int32_t>*>& items, const
       p.slot.push_back(-1);
       continue;
     }
-    const auto [it, inserted] = index.emplace(seq, p.seqs.size());
+    const auto [it, inserted] = index.emplace(Item{Span{seq, seq->size()}, bounds[i]}, p.seqs.size());
     if (inserted) {
       p.seqs.push_back(*seq);
-      unique_group.push_back(groups[i]);
+      unique_bound.push_back(bounds[i]);
     }
     p.slot.push_back(static_cast<std::ptrdiff_t>(it->second));
   }
   p.pools.reserve(p.seqs.size());
   for (const Ids& s : p.seqs) p.pools.push_back(pool_index(s, pad_id));
 
-  // Groups in the order their first unique sequence appears.
-  std::unordered_map<std::size_t, std::size_t> group_at;
-  std::vector<std::vector<std::size_t>> members;
-  for (std::size_t k = 0; k < unique_group.size(); ++k) {
-    const auto [it, inserted] = group_at.emplace(unique_group[k], members.size());
-    if (inserted) members.emplace_back();
-    members[it->second].push_back(k);
-  }
-  const std::int64_t least = clamped(min_prefix, 0);
+  // Every answer keeps its pooled token: a boundary at or past it (a question cut by truncation) is none.
+  // Units without a shared prefix come first, in sequence order; then one group per distinct prefix, in
+  // the order its first sequence appears (Python's dict order).
   std::vector<Unit> units;
+  std::unordered_map<Span, std::size_t, SpanHash> group_at;
+  std::vector<std::vector<std::size_t>> members;
+  for (std::size_t k = 0; k < p.seqs.size(); ++k) {
+    const std::int64_t b = unique_bound[k];
+    if (!(b > 0 && b <= signed_pool(p.pools[k]))) {
+      units.push_back(Unit{0, {k}});
+    } else if (share) {
+      const auto [it, inserted] = group_at.emplace(Span{&p.seqs[k], static_cast<std::size_t>(b)}, members.size());
+      if (inserted) members.emplace_back();
+      members[it->second].push_back(k);
+    } else {
+      units.push_back(Unit{static_cast<std::size_t>(b), {k}});
+    }
+  }
   for (std::vector<std::size_t>& ks : members) {
-    std::int64_t prefix = 0;
-    if (share && ks.size() > 1) {
-      // Every answer must keep its pooled token, so the prefix stops at the earliest pool position.
-      prefix = common_prefix(p.seqs, ks);
-      for (std::size_t k : ks) prefix = std::min(prefix, signed_pool(p.pools[k]));
-    }
-    if (prefix < least) {
-      for (std::size_t k : ks) units.push_back(Unit{0, {k}});
-      continue;
-    }
-    // A group larger than the budget is split; each part runs the prefix again.
+    const std::int64_t prefix = static_cast<std::int64_t>(unique_bound[ks[0]]);
+    // A group larger than the budget is split; each part runs the prefix again (the same way).
     std::stable_sort(ks.begin(), ks.end(),
                      [&](std::size_t a, std::size_t b) { return p.seqs[a].size() > p.seqs[b].size(); });
     cut(p.seqs, ks, prefix, std::max<std::int64_t>(max_tokens - prefix, 1), max_size, &units);

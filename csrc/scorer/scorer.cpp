@@ -62,10 +62,54 @@ struct Scorer::Impl {
 
   ScorerStatus run(const std::vector<std::string_view>& questions, const std::vector<std::string_view>& responses,
                    std::vector<Reward>& out);
+  ScorerStatus boundaries(const std::vector<std::string_view>& questions, const std::vector<std::size_t>& ran,
+                          const std::vector<std::vector<std::int32_t>>& ids, std::size_t n,
+                          std::vector<std::int64_t>* out) const;
 };
 
 Scorer::Scorer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Scorer::~Scorer() = default;
+
+// Per item (of `n`), how many leading tokens of its conversation render its question (Python's
+// Encoder.boundaries): the tokens of head + question + middle up to the template's last added token, the
+// post-processor's trailing special tokens left out, when the conversation's ids (ids[t] for item ran[t],
+// after truncation) start with them; else 0. Tokenizers split at added tokens before anything else, so
+// these tokens depend on the question alone: the same pair gets the same boundary in any batch.
+ScorerStatus Scorer::Impl::boundaries(const std::vector<std::string_view>& questions, const std::vector<std::size_t>& ran,
+                                      const std::vector<std::vector<std::int32_t>>& ids, std::size_t n,
+                                      std::vector<std::int64_t>* out) const {
+  out->assign(n, 0);
+  if (engine.splice.question_end == std::string::npos || ran.empty()) return {};
+  // Each distinct question is tokenized once.
+  std::unordered_map<std::string_view, std::size_t> index;
+  std::vector<std::string> texts;
+  std::vector<std::size_t> of(ran.size());
+  for (std::size_t t = 0; t < ran.size(); ++t) {
+    const auto [it, inserted] = index.emplace(questions[ran[t]], texts.size());
+    if (inserted) {
+      texts.emplace_back();
+      engine.splice.question_part(questions[ran[t]], texts.back());
+    }
+    of[t] = it->second;
+  }
+  std::vector<std::vector<std::int32_t>> heads;
+  const std::vector<std::string_view> views(texts.begin(), texts.end());
+  const std::vector<TokenizerStatus> statuses = engine.tokenizer->encode_batch(views, &heads, true, threads);
+  if (statuses.size() != texts.size()) return {ScorerCode::out_of_memory, "out of memory tokenizing"};
+  for (std::size_t j = 0; j < statuses.size(); ++j) {
+    if (!statuses[j].ok())
+      return {statuses[j].code == TokenizerCode::out_of_memory ? ScorerCode::out_of_memory : ScorerCode::internal_error,
+              "tokenizing a question: " + statuses[j].message};
+    heads[j].resize(heads[j].size() - std::min(heads[j].size(), engine.special_tail));
+  }
+  for (std::size_t t = 0; t < ran.size(); ++t) {
+    const std::vector<std::int32_t>& head = heads[of[t]];
+    const std::vector<std::int32_t>& full = ids[t];
+    if (!head.empty() && full.size() >= head.size() && std::equal(head.begin(), head.end(), full.begin()))
+      (*out)[ran[t]] = static_cast<std::int64_t>(head.size());
+  }
+  return {};
+}
 
 ScorerStatus Scorer::Impl::run(const std::vector<std::string_view>& questions,
                                const std::vector<std::string_view>& responses, std::vector<Reward>& out) {
@@ -129,13 +173,13 @@ ScorerStatus Scorer::Impl::run(const std::vector<std::string_view>& questions,
     }
   }
 
-  // Plan: identical conversations once, each question's shared tokens once, passes under the budget.
+  // Plan: identical conversations once, each split at its boundary, each question's tokens once, passes
+  // under the budget.
   std::vector<const std::vector<std::int32_t>*> items(n, nullptr);
-  std::vector<std::size_t> groups(n, 0);
-  std::unordered_map<std::string_view, std::size_t> group_of;
-  for (std::size_t i = 0; i < n; ++i) groups[i] = group_of.emplace(questions[i], group_of.size()).first->second;
   for (std::size_t t = 0; t < ran.size(); ++t) items[ran[t]] = &ids[t];
-  const plan::Plan p = plan::make_plan(items, groups, engine.pad_id, options.share_prefix, options.max_batch_tokens,
+  std::vector<std::int64_t> bounds;
+  if (ScorerStatus s = boundaries(questions, ran, ids, n, &bounds); !s.ok()) return s;
+  const plan::Plan p = plan::make_plan(items, bounds, engine.pad_id, options.share_prefix, options.max_batch_tokens,
                                        options.max_batch_size);
 
   std::vector<double> scores(p.seqs.size(), 0.0);

@@ -55,9 +55,9 @@ def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language
     Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points.
     """
 
-def plan(items: Sequence[Sequence[int] | None], groups: Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, max_batch_size: int, min_prefix: int = 16) -> tuple[list[list[int]], list[int], list[int], list[list[tuple[int, list[int]]]]]:
+def plan(items: Sequence[Sequence[int] | None], bounds: Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, max_batch_size: int) -> tuple[list[list[int]], list[int], list[int], list[list[tuple[int, list[int]]]]]:
     """
-    codescaler.plan.plan(items, groups, pad_id, packed=True, ...) planned by the C++ planner the C++ scorer uses, with the GIL released. Returns (seqs, pools, slot, packs), packs as lists of (prefix, members) tuples.
+    codescaler.plan.plan(items, bounds, pad_id, packed=True, ...) planned by the C++ planner the C++ scorer uses, with the GIL released. Returns (seqs, pools, slot, packs), packs as lists of (prefix, members) tuples.
     """
 
 def findall_codescaler(text: str) -> list[tuple[str, str]]:

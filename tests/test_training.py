@@ -13,7 +13,7 @@ import torch
 from codescaler import RewardModel, tiny
 from codescaler.training.data import Pair, prepare_pairs, read_pairs, split_by_question, tokenize_pairs
 from codescaler.training.humaneval_pairs import build_pairs, mutants
-from codescaler.training.sandbox import Limits, network_isolated, run_python
+from codescaler.training.sandbox import check_program
 from codescaler.training.train import TrainOptions, pairwise_metrics, scorer_encoder, train_reward_model
 
 from conftest import fenced, write_jsonl
@@ -38,22 +38,7 @@ def _pairs(rows) -> list[Pair]:
     return [Pair(r["question_content"], r["code_pos"], r["code_neg"]) for r in rows]
 
 
-# -- sandbox and mutants ---------------------------------------------------------------------------------
-
-
-def test_sandbox_passes_fails_and_limits():
-    assert run_python("assert 1 + 1 == 2").passed
-    assert not run_python("assert 1 + 1 == 3").passed
-    slow = run_python("while True: pass", Limits(wall_s=5, cpu_s=1))
-    assert not slow.passed
-    hog = run_python("x = bytearray(4 << 30)", Limits(memory_bytes=256 << 20))
-    assert not hog.passed and "MemoryError" in hog.stderr_tail
-    env = run_python("import os, sys; sys.exit(0 if os.getcwd().startswith('/tmp') and 'HTTP_PROXY' not in os.environ"
-                     " and sys.flags.isolated else 1)")
-    assert env.passed
-    if network_isolated():
-        net = run_python("import socket; socket.create_connection(('1.1.1.1', 53), timeout=2)")
-        assert not net.passed
+# -- mutants (the sandbox itself: tests/test_sandbox.py) -------------------------------------------------
 
 
 def test_mutants_are_single_edits_that_parse(humaneval):
@@ -78,9 +63,8 @@ def test_humaneval_pairs_keep_only_failing_mutants(humaneval, he_pairs):
     by_id = {p["task_id"]: p for p in humaneval}
     for row in rows[:6]:  # re-run independently: the positive passes, the kept negative fails
         p = by_id[row["task_id"]]
-        check = f"\n\n{p['test']}\n\ncheck({p['entry_point']})\n"
-        assert run_python(row["code_pos"] + check).passed
-        assert not run_python(row["code_neg"] + check).passed
+        assert check_program(row["code_pos"], p["test"], p["entry_point"]).passed
+        assert not check_program(row["code_neg"], p["test"], p["entry_point"]).passed
 
 
 # -- data ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .sandbox import Limits, network_isolated, run_python
+from .sandbox import Limits, check_program, network_isolated
 
 VERSION = 1
 SWAPS = {
@@ -99,10 +99,6 @@ def mutants(prompt: str, solution: str) -> list[tuple[str, str]]:
     return list(found.items())
 
 
-def _test_program(program: str, test: str, entry_point: str) -> str:
-    return f"{program}\n\n{test}\n\ncheck({entry_point})\n"
-
-
 def build_pairs(problems: list[dict], *, per_problem: int = 6, seed: int = 0, workers: int = 2,
                 limits: Limits = Limits()) -> tuple[list[dict], MutantStats]:
     """Preference rows for ``problems`` (HumanEval records) and the mutant statistics.
@@ -120,7 +116,7 @@ def build_pairs(problems: list[dict], *, per_problem: int = 6, seed: int = 0, wo
 
     def run(job):
         p, _, prog = job
-        return run_python(_test_program(prog, p["test"], p["entry_point"]), limits).passed
+        return check_program(prog, p["test"], p["entry_point"], limits).passed
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         passed = list(pool.map(run, jobs))

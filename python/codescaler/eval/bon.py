@@ -2,10 +2,11 @@
 
 Each problem has candidate responses; ground truth comes from running each candidate's extracted program
 against the problem's tests in the sandbox (:mod:`codescaler.training.sandbox`) with per-candidate time,
-memory and output limits, so a hanging, crashing or output-flooding candidate is a failed candidate. For
-each N the report gives the accuracy of the model's pick among the first N candidates, of a random pick
-(its expected value: the fraction of the N that pass) and of an oracle (any of the N passes), and the wall
-time of choosing by the model against choosing by running every candidate's tests.
+memory and output limits, so a hanging, crashing or output-flooding candidate is a failed candidate, and a
+pass means the tests' ``check`` returned (an early exit or a printed "passed" is a failure). For each N
+the report gives the accuracy of the model's pick among the first N candidates, of a random pick (its
+expected value: the fraction of the N that pass) and of an oracle (any of the N passes), and the wall time
+of choosing by the model against choosing by running every candidate's tests.
 """
 
 from __future__ import annotations
@@ -23,18 +24,6 @@ from codescaler.errors import InputError
 from .data import field, provenance, read_records
 
 DEFAULT_NS = (1, 2, 4, 8, 16)
-# The candidate's stdout and stderr go to a file in the sandbox's directory, so RLIMIT_FSIZE caps them
-# (CPython ignores SIGXFSZ: the write fails and the run fails) and nothing floods the parent's pipe. The
-# program is exec'd so that a `from __future__` import in it stays legal.
-_CAPPED = """\
-import os as _os
-_fd = _os.open("output.log", _os.O_WRONLY | _os.O_CREAT | _os.O_TRUNC, 0o600)
-_os.dup2(_fd, 1)
-_os.dup2(_fd, 2)
-_os.close(_fd)
-del _os, _fd
-exec(compile({program!r}, "candidate.py", "exec"), {{"__name__": "__main__"}})
-"""
 
 
 @dataclass(frozen=True)
@@ -115,8 +104,7 @@ def run_tests(problems: list[Problem], *, timeout_s: float = 5.0, policy: str = 
     from tqdm import tqdm
 
     from codescaler.extract import extract_batch
-    from codescaler.training.humaneval_pairs import _test_program
-    from codescaler.training.sandbox import run_python
+    from codescaler.training.sandbox import check_program
 
     limits = sandbox_limits(timeout_s)
     jobs = []
@@ -133,8 +121,8 @@ def run_tests(problems: list[Problem], *, timeout_s: float = 5.0, policy: str = 
         _, _, code, p = job
         if not code:
             return Outcome(False, "no_code")
-        r = run_python(_CAPPED.format(program=_test_program(code, p.test, p.entry_point)), limits)
-        return Outcome(r.passed, "passed" if r.passed else "timeout" if r.timed_out else "failed")
+        verdict = check_program(code, p.test, p.entry_point, limits)
+        return Outcome(verdict.passed, verdict.status)
 
     with ThreadPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=len(distinct), unit="run", desc="tests", file=sys.stderr,

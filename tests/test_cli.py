@@ -51,6 +51,36 @@ def test_chunking_does_not_reorder(qwen3_dir, tmp_path):
     assert [x["reward"] for x in lines] == pytest.approx([w.reward for w in whole], abs=1e-6)
 
 
+# Lines with text that is not valid Unicode, as JSON escapes (the same cases as tests/test_serve.py's ODD):
+# each is an input_error naming its field (an id that is not valid Unicode is not echoed either: null, as
+# the C++ example answers); the lines around them are scored. Shared with tests/test_ray.py.
+ODD_LINES = [
+    (b'{"id": "out", "question": "q", "response": "\\ud800 Here:\\n```python\\nx = 1\\n```"}', "response"),
+    (b'{"id": "in", "question": "q", "response": "```python\\nx = \'\\udfff\'\\n```"}', "response"),
+    (b'{"id": "q", "question": "q\\ud800", "response": "```python\\nx = 1\\n```"}', "question"),
+    (b'{"id": {"\\udc00": 1}, "question": "q", "response": "```python\\nx = 1\\n```"}', "id"),
+]
+GOOD_LINE = b'{"id": "good", "question": "q", "response": "```python\\nx = 1\\n```"}'
+
+
+def test_odd_text_is_an_input_error_line(qwen3_dir, tmp_path):
+    from codescaler.cli import parse_line  # score --ray parses its lines with it too
+
+    for n, (raw, field) in enumerate(ODD_LINES, 1):
+        rec, err = parse_line(n, raw)
+        assert err.startswith(f"line {n}: field {field!r} is not valid Unicode (")
+    src = tmp_path / "odd.jsonl"
+    src.write_bytes(b"\n".join([GOOD_LINE] + [raw for raw, _ in ODD_LINES] + [GOOD_LINE]) + b"\n")
+    out = tmp_path / "odd.out.jsonl"
+    assert main(["score", "--model", str(qwen3_dir), "--dtype", "float32", "--input", str(src), "--output", str(out)]) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["ok"] + ["input_error"] * len(ODD_LINES) + ["ok"]
+    assert [x["id"] for x in lines] == ["good", "out", "in", "q", None, "good"]
+    for x, (_raw, field) in zip(lines[1:-1], ODD_LINES):
+        assert x["reward"] is None and f"field {field!r} is not valid Unicode" in x["error"]
+    assert lines[0]["reward"] == lines[-1]["reward"] > 0
+
+
 @pytest.mark.parametrize("args,message", [
     (["score", "--model", "/nonexistent/model", "--input", "IN", "--output", "OUT"], "cannot read"),
     (["score", "--model", "/nonexistent/model", "--input", "-", "--output", "-"], "model folder does not exist"),

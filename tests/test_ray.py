@@ -355,3 +355,18 @@ def test_serve_app_answers_like_codescaler_serve(cluster, humaneval, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
         serve.shutdown()
+
+
+def test_odd_text_is_an_input_error_row_on_ray(cluster, tmp_path):
+    """The lines tests/test_cli.py scores with `codescaler score`: the same outcome on Ray, row for row."""
+    from test_cli import GOOD_LINE, ODD_LINES
+
+    src = tmp_path / "odd.jsonl"
+    src.write_bytes(b"\n".join([GOOD_LINE] + [raw for raw, _ in ODD_LINES]) + b"\n")
+    single, ray_out = tmp_path / "single.jsonl", tmp_path / "ray.jsonl"
+    assert cli_main(["score", "--model", "tiny", "--dtype", "float32", "--input", str(src), "--output", str(single)]) == 0
+    summary, _ = ray_data.score_with_ray("tiny", str(src), str(ray_out), actors=1, options={"dtype": "float32"})
+    want = [json.loads(x) for x in single.read_text().splitlines()]
+    got = [json.loads(x) for x in ray_out.read_text().splitlines()]
+    assert summary.errors == len(ODD_LINES) and [g["status"] for g in got] == ["ok"] + ["input_error"] * len(ODD_LINES)
+    assert [(g["id"], g["reward"], g.get("error")) for g in got] == [(w["id"], w["reward"], w.get("error")) for w in want]

@@ -269,6 +269,57 @@ def test_a_lone_surrogate_elsewhere_fails_only_its_request(main, model):
     assert r.status_code == 200
 
 
+# The one rule for odd text: a lone surrogate anywhere in a question or a response (outside the code
+# block or inside it) is never scored; the API raises InputError, the server answers 422, both naming
+# the field (tests/test_cli.py and tests/test_ray.py: the same cases are input_error lines).
+ODD = {"outside the block": "\ud800 Here:\n```python\nx = 1\n```", "inside the block": "```python\nx = '\udfff'\n```"}
+
+
+@pytest.mark.parametrize("odd", ODD.values(), ids=ODD.keys())
+def test_odd_text_is_never_scored_by_the_api(model, odd):
+    good = fenced("x = 1")
+    cases = [
+        (lambda: model.score(["q", "q"], [good, odd]), r"responses\[1\]"),
+        (lambda: model.score(["q", odd], [good, good]), r"questions\[1\]"),
+        (lambda: model.score_code(["q"], [odd]), r"codes\[0\]"),
+        (lambda: model.score_groups(["q", "q"], [[good], [good, odd]]), r"responses_per_question\[1\]\[1\]"),
+        (lambda: model.score_groups(["q", odd], [[good], [good]]), r"questions\[1\]"),
+        (lambda: model.best_of_n("q", [good, odd]), r"candidates\[1\]"),
+        (lambda: model.best_of_n(odd, [good]), r"^question"),
+        (lambda: list(model.score_iter([("q", good)] * 3 + [("q", odd)], chunk_items=2)), r"responses\[3\]"),
+        (lambda: list(model.score_iter([("q", good), (odd, good)])), r"questions\[1\]"),
+    ]
+    for call, field in cases:
+        with pytest.raises(InputError, match=field + " is not valid Unicode: lone surrogate"):
+            call()
+
+
+def test_odd_text_gets_422_naming_the_field_on_every_route(main, model):
+    scored = main.metric("codescaler_items_scored_total")
+    chat = "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+    for odd in ODD.values():
+        for path, body, field in [
+            ("/v1/rewards", {"items": [{"question": "q", "response": "a"}, {"question": "q", "response": odd}]},
+             "items[1].response"),
+            ("/v1/rewards", {"items": [{"question": odd, "response": "a"}]}, "items[0].question"),
+            ("/v1/rewards", {"groups": [{"question": "q", "responses": ["a", odd]}]}, "groups[0].responses[1]"),
+            ("/v1/rewards", {"groups": [{"question": odd, "responses": ["a"]}]}, "groups[0].question"),
+            ("/v1/best_of_n", {"question": "q", "candidates": ["a", odd]}, "candidates[1]"),
+            ("/v1/best_of_n", {"question": odd, "candidates": ["a"]}, "question"),
+            ("/v1/rerank", {"query": "q", "documents": ["a", odd]}, "documents[1]"),
+            ("/rerank", {"query": "q", "documents": [{"text": odd}]}, "documents[0].text"),
+            ("/rerank", {"query": odd, "documents": ["a"]}, "query"),
+            ("/v1/rerank", {"query": "q", "documents": ["a"], "model": "rm" + odd}, "model"),  # echoed: refused too
+            ("/get_reward", {"query": [chat + "a<|im_end|>", chat + odd + "<|im_end|>"]}, "query[1]"),
+            ("/get_reward", {"query": [chat + "a"], "prompts": [odd]}, "prompts[0]"),
+        ]:
+            r = main.post(path, content=json.dumps(body).encode())  # "\ud800" escapes, as any JSON client sends
+            assert r.status_code == 422, (path, field, r.text)
+            error = r.json()["error"]
+            assert error["type"] == "invalid_request" and f"{field}: not valid Unicode: lone surrogate" in error["message"]
+    assert main.metric("codescaler_items_scored_total") == scored  # refused before the model ran
+
+
 def test_limits_answer_413(main):
     items = [{"question": "q", "response": f"r{i}"} for i in range(MAX_ITEMS + 1)]
     r = main.post("/v1/rewards", {"items": items})

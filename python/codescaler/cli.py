@@ -48,8 +48,10 @@ line 1 is accepted).
 
 output: exactly one JSON line per input line, in input order:
   {"id": ..., "reward": float, "raw_score": float|null, "status": "ok"|"no_block"|..., "truncated": bool}
-A line that cannot be scored (not UTF-8, blank, not JSON, not an object, a missing or non-string field)
-gets {"id": ..., "reward": null, "raw_score": null, "status": "input_error", "error": "line N: ..."}.
+A line that cannot be scored (not UTF-8, blank, not JSON, not an object, a missing or non-string field,
+a question, response or id that is not valid Unicode, e.g. a lone surrogate escape "\\ud800") gets
+{"id": ..., "reward": null, "raw_score": null, "status": "input_error", "error": "line N: ..."}; "id"
+is null when the line has no readable id.
 A summary (counts, backend and dtype) goes to stderr; the model is loaded only if some line can be scored.
 """
 
@@ -83,9 +85,13 @@ def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
         if not isinstance(value, str):
             got = "missing" if field not in rec else type(value).__name__
             return rec, f"line {n}: field {field!r} must be a string ({got})"
-    at = lone_surrogate(rec["question"])
-    if at is not None:
-        return rec, f"line {n}: field 'question' is not valid Unicode (lone surrogate at character {at})"
+    # Text that is not valid Unicode is never scored nor echoed, as in the API, the server and the C++ example.
+    for field in ("question", "response"):
+        at = lone_surrogate(rec[field])
+        if at is not None:
+            return rec, f"line {n}: field {field!r} is not valid Unicode (lone surrogate at character {at})"
+    if "id" in rec and lone_surrogate(json.dumps(rec["id"], ensure_ascii=False)) is not None:
+        return None, f"line {n}: field 'id' is not valid Unicode (a lone surrogate)"  # its id: null
     return rec, None
 
 

@@ -25,7 +25,7 @@ import httpx
 
 from .. import options as opts
 from ..errors import CodeScalerError, InputError
-from ..model import BestOfN, Reward, _encodable, _pairs, _strings
+from ..model import BestOfN, Reward, _encodable, _pairs, _strings, _unicode
 
 API_KEY_ENV = "CODESCALER_API_KEY"
 TIMEOUT_HEADER = "X-Request-Timeout"  # the server drops work nobody waits for after this many seconds
@@ -144,7 +144,6 @@ class _Base:
 
     def _score_calls(self, questions, responses, options: dict) -> list[_Call]:
         questions, responses = _pairs("questions", questions, "responses", responses)
-        _encodable("responses", responses)  # JSON bodies are UTF-8: fail here, not inside httpx
         options = _per_call(options)
 
         def read(payload):
@@ -185,7 +184,7 @@ class _Base:
         candidates = _strings("candidates", candidates)
         if not candidates:
             raise InputError("best_of_n needs at least one candidate")
-        _encodable("question", [question])
+        _unicode("question", question)
         _encodable("candidates", candidates)
 
         def read(payload):

@@ -74,6 +74,8 @@ def _validation_message(errors) -> str:
 # --------------------------------------------------------------------------------------------- bodies
 
 def _valid_unicode(text: str) -> str:
+    """Every text field of a body: text that is not valid Unicode is never scored nor echoed; a 422 names
+    the field, as ``RewardModel.score``'s InputError does."""
     at = lone_surrogate(text)
     if at is not None:
         raise ValueError(f"not valid Unicode: lone surrogate {text[at]!r} at character {at}")
@@ -143,7 +145,7 @@ class RerankRequest(PerCall):
     top_n: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="results to return; null or 0: all")
     return_documents: StrictBool = Field(True, description="echo each document's text (Jina's and vLLM's "
                                          "behaviour; Cohere's v1 default is false)")
-    model: str | None = Field(None, description="ignored (one model is served); echoed in the response")
+    model: Text | None = Field(None, description="ignored (one model is served); echoed in the response")
 
 
 class GetRewardRequest(PerCall):

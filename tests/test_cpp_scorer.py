@@ -170,6 +170,155 @@ def test_bad_lines_are_answered_in_place(binaries, engines, tmp_path):
     assert abs(got[0]["reward"] - want[0].reward) < 1e-4 and abs(got[-1]["reward"] - want[1].reward) < 1e-4
 
 
+_CODE = '"```python\\nx = 1\\n```"'
+
+
+def _line(id_text: str, question: str = '"Write f."', response: str = _CODE, extra: str = "") -> bytes:
+    """One input line, its JSON written by hand so it can hold what json.dumps never writes."""
+    return ('{"id": ' + id_text + ', "question": ' + question + ', "response": ' + response + extra + "}").encode()
+
+
+# Lines whose id holds a lone surrogate: not valid Unicode, so neither scored nor echoed (input_error,
+# "id": null), also when something else is wrong with the line.
+_ID_SURROGATES = [_line('"a\\ud800b"'), _line('{"\\udc00": 1}'), _line('"\\ud800\\u0041"'),
+                  _line('"a\\ud800"', question="1"), _line('"a\\ud800"', response='"\\ud800"')]
+
+
+def _messy_lines() -> list[bytes]:
+    """JSON Lines as real and hostile pipelines write them: ids a double cannot hold or that Python
+    rewrites, repeated keys, lone surrogates, escapes, a BOM, blank lines, CRLF, garbage, non-objects."""
+    import random
+
+    lines = [
+        b"\xef\xbb\xbf" + _line("9007199254740993"),  # a byte-order mark on line 1; 2^53 + 1
+        _line("123456789012345678901234567890", response='"no code here"'),
+        _line("-9007199254740993"),
+        *(_line(x) for x in ("1.0", "1E5", "1e400", "-1e400", "1e-400", "-0", "-0.0", "NaN", "Infinity",
+                             "-Infinity", "0.1", "1.5e300", "1e16", "1e-05", "7" * 4300)),
+        _line("7" * 4301),  # longer than Python reads an int
+        _line("01"),
+        _line('"dup-question"', question='"Say hi.", "question": "Write f."'),
+        _line('"dup-response"', response=_CODE + ', "response": "no code"'),
+        _line('"first"', extra=', "id": "last"'),
+        _line('"surrogate-then-clean"', question='"q\\ud800", "question": "Write g."'),
+        *_ID_SURROGATES,
+        _line('"q-surrogate"', question='"Write \\ud800 f."'),
+        _line('"r-surrogate-prose"', response='"Sure \\ud800.\\n```python\\nx = 1\\n```"'),
+        _line('"r-surrogate-code"', response='"```python\\nx = \\"\\ud800\\"\\n```"'),
+        _line('"ignored-fields"', extra=', "meta": "\\ud800", "\\udbff": 0'),
+        _line('"\\u00e9\\ud83d\\ude00 caf\\u00e9"', question='"\\u0057rite f. \\ud83d\\ude00"'),
+        _line('"a\\"b\\\\c\\n\\t\\b\\f\\u0001\\u007f\\u2028/\\/"'),
+        _line('{"b": [1, 2.50, {"c": null, "c": 1E2}], "a": true, "b": "last"}'),
+        _line("[" * 200 + "]" * 200),
+        *(_line(x) for x in ("null", "true", "[]", "{}")),
+        b'{"\\u0069d": "escaped-key", "question": "Write f.", "response": "```python\\nx = 1\\n```"}',
+        b"", b"   \t", "\u3000\x0c".encode(), b"\r",  # blank to Python's str.strip()
+        _line('"crlf"') + b"\r",
+        _line('"garbage"') + b" x",
+        b'{"id": "unterminated',
+        b'{"id": "trailing-comma", "question": "q", "response": "r",}',
+        b"[1, 2]", b'"a string"', b"42", b"null",
+        b'{"id": 7, "question": "q"}',
+        b'{"id": 8, "question": 1, "response": "r"}',
+        b'{"id": 9, "question": "q", "response": ["r"]}',
+        b'{"id": 10, "question": "q", "response": NaN}',
+        b"\xff\xfe not utf-8",
+        b'{"id": "\xed\xa0\x80", "question": "q", "response": "r"}',  # a surrogate encoded as UTF-8
+        b"\xef\xbb\xbf" + _line('"bom-on-line-n"'),
+        _line('"raw-tab\tinside"'),
+        _line('"raw-del\x7f"'),
+        _line('"bad-escape\\x"'),
+        _line('"\\ud800\\uzzzz"'),
+        b'{"id": 11, "question": "q", "response": "r", "deep": ' + b"[" * 600 + b"]" * 600 + b"}",
+    ]
+    rng = random.Random(19)
+    for _ in range(200):  # float ids in every layout, on lines the model never sees
+        x = rng.uniform(-1, 1) * 10.0 ** rng.randint(-30, 30)
+        text = rng.choice([repr(x), f"{x:.{rng.randint(1, 20)}e}", f"{x:.{rng.randint(1, 20)}E}",
+                           f"{x:.{rng.randint(1, 12)}f}", str(rng.getrandbits(rng.randint(1, 200)))])
+        lines.append(b'{"id": ' + text.encode() + b', "question": "q"}')
+    return lines
+
+
+def _id_text(line: str) -> str:
+    """The id exactly as an output line writes it (every line starts with '{"id": ')."""
+    assert line.startswith('{"id": '), line
+    return line[7:json.JSONDecoder().raw_decode(line, 7)[1]]
+
+
+def _score_both(binary: Path, engine: Path, lines: list[bytes], tmp_path: Path) -> tuple[list[str], list[str]]:
+    """Output lines of `codescaler score` and of the example on the same file (its last line unterminated)."""
+    src = tmp_path / "messy.jsonl"
+    src.write_bytes(b"\n".join(lines))
+    out = tmp_path / "cli.jsonl"
+    cli = subprocess.run([sys.executable, "-m", "codescaler.cli", "score", "--model", str(engine), "--input", str(src),
+                          "--output", str(out)], capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-4000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run([str(binary), str(engine), str(src)], capture_output=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode()
+    py, cc = out.read_text(encoding="utf-8").split("\n"), proc.stdout.decode().split("\n")  # not at U+2028
+    assert py[-1] == cc[-1] == "" and len(py) == len(cc) == len(lines) + 1
+    return py[:-1], cc[:-1]
+
+
+def test_example_reads_json_as_the_cli_does(binaries, engines, tmp_path):
+    """Line by line the example answers what `codescaler score` answers: the same id text, byte for byte,
+    the same status, rewards within 1e-4 at float32; only the wording of JSON syntax errors differs."""
+    lines = _messy_lines()
+    py, cc = _score_both(binaries["codescaler_score_example"], engines["tiny-f32"], lines, tmp_path)
+    compared = 0
+    for n, (raw, p_text, c_text) in enumerate(zip(lines, py, cc), 1):
+        p, c = json.loads(p_text), json.loads(c_text)
+        if raw in _ID_SURROGATES:  # the one rule for odd text; test_cli_refuses_an_id_that_is_not_unicode
+            assert c_text.startswith('{"id": null, "reward": null, ') and c["status"] == "input_error", c_text
+            continue
+        compared += 1
+        assert _id_text(c_text) == _id_text(p_text), (n, raw[:120])
+        assert c["status"] == p["status"], (n, raw[:120], p_text, c_text)
+        if p.get("error", "").startswith(f"line {n}: invalid JSON ("):  # each parser words these its own way
+            assert c["error"].startswith(f"line {n}: invalid JSON ("), c_text
+        else:
+            assert c.get("error") == p.get("error"), (p_text, c_text)
+        for key in ("reward", "raw_score"):
+            assert (c[key] is None) == (p[key] is None), (n, p_text, c_text)
+            if p[key] is not None:
+                assert abs(c[key] - p[key]) <= 1e-4, (n, p_text, c_text)
+        if "truncated" in p:
+            assert c["truncated"] == p["truncated"]
+    assert compared == len(lines) - len(_ID_SURROGATES)
+    # The cases the issue reported, spelled out.
+    assert cc[0].startswith('{"id": 9007199254740993, "reward": ')
+    by_id = {json.loads(line)["id"]: json.loads(line) for line in cc if line.startswith('{"id": "')}
+    assert by_id["dup-question"]["reward"] == by_id["last"]["reward"] == json.loads(cc[0])["reward"]
+    assert by_id["dup-response"]["status"] == "no_block" and by_id["surrogate-then-clean"]["status"] == "ok"
+    assert by_id["q-surrogate"]["status"] == by_id["r-surrogate-prose"]["status"] == "input_error"
+    assert by_id["r-surrogate-code"]["status"] == "input_error" and by_id["ignored-fields"]["status"] == "ok"
+    assert [_id_text(line) for line in cc[3:7]] == ["1.0", "100000.0", "Infinity", "-Infinity"]
+
+
+@pytest.mark.xfail(reason="issue 19 part 6, converging: `codescaler score` still echoes an id holding a lone "
+                          "surrogate (escaped) when the line also fails for another reason (a non-string field, a "
+                          "surrogate in the question or response); the example answers such lines with id null",
+                   strict=False)
+def test_cli_refuses_an_id_that_is_not_unicode(binaries, engines, tmp_path):
+    py, cc = _score_both(binaries["codescaler_score_example"], engines["tiny-f32"], _ID_SURROGATES, tmp_path)
+    assert [json.loads(line)["status"] for line in cc] == ["input_error"] * len(_ID_SURROGATES)
+    assert py == cc
+
+
+def test_example_refuses_nesting_python_cannot_read(binaries, engines, tmp_path):
+    """Python's json gives up near its recursion limit (~1000 levels; `codescaler score` then stops with
+    a RecursionError); the example answers such a line in place and goes on."""
+    rows = [b'{"id": 1, "question": "q", "response": "r", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}\n",
+            b'{"id": 2, "question": "q", "response": "r", "x": ' + b"[" * 999 + b"]" * 999 + b"}\n",  # 1000 levels
+            {"id": 3, "question": "q", "response": "r"}]
+    proc, got = _run_example(binaries["codescaler_score_example"], engines["tiny-f32"], rows, tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert got[0]["id"] is None and "nesting too deep" in got[0]["error"]
+    assert [g["status"] for g in got[1:]] == ["no_block"] * 2 and [g["id"] for g in got[1:]] == [2, 3]
+
+
 def _damaged(engine: Path, tmp_path: Path, name: str, change) -> Path:
     d = tmp_path / name
     shutil.copytree(engine, d)

@@ -8,11 +8,13 @@
 // A line that cannot be scored gets {"id": ..., "reward": null, ..., "status": "input_error", "error": "line N: ..."};
 // a pair the chat template cannot render exactly gets status "unsupported" and the reason.
 // Lines are scored in chunks (default 256), so a GRPO group in consecutive lines shares its question.
-// JSON is read with the project's own small reader (csrc/tokenizer/json.hpp).
+// JSON is read and written as Python's json reads and writes it (csrc/tokenizer/json.hpp's python
+// dialect), so each id comes back as `codescaler score` echoes it: integers of any size digit for digit,
+// floats as Python's repr, the last of repeated keys. "id" is null when the line is not a JSON object.
+// Text that is not valid Unicode (a lone surrogate escape such as "\ud800") in the question, the
+// response or the id is never scored (input_error), and an id holding it is never echoed ("id": null).
 #include <codescaler/scorer.hpp>
 
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -20,135 +22,122 @@
 #include <string>
 #include <vector>
 
+#include "../extract/text.hpp"
 #include "../tokenizer/json.hpp"
 #include "../tokenizer/unicode.hpp"
 
 namespace {
 
-void write_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-}
+namespace json = codescaler::json;
 
-void write_number(std::string& out, double x) {
-  if (!std::isfinite(x)) {
-    out += "null";
-    return;
-  }
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, x);  // shortest text that reads back as x
-  out.append(buf, r.ptr);
-}
+// Python's json recurses once per level and gives up near its recursion limit (1000 frames).
+constexpr int kMaxDepth = 1000;
 
-void write_value(std::string& out, const codescaler::json::Value& v) {
-  using codescaler::json::Type;
+// The Python type json.loads makes of `v`, as `codescaler score` names it in its messages.
+const char* python_type(const json::Value& v) {
   switch (v.type) {
-    case Type::null: out += "null"; break;
-    case Type::boolean: out += v.boolean ? "true" : "false"; break;
-    case Type::number: write_number(out, v.number); break;
-    case Type::string: write_string(out, v.string); break;
-    case Type::array:
-      out += '[';
-      for (std::size_t i = 0; i < v.array.size(); ++i) {
-        if (i) out += ", ";
-        write_value(out, v.array[i]);
-      }
-      out += ']';
-      break;
-    case Type::object:
-      out += '{';
-      for (std::size_t i = 0; i < v.object.size(); ++i) {
-        if (i) out += ", ";
-        write_string(out, v.object[i].first);
-        out += ": ";
-        write_value(out, v.object[i].second);
-      }
-      out += '}';
-      break;
+    case json::Type::null: return "NoneType";
+    case json::Type::boolean: return "bool";
+    case json::Type::number: return v.is_integer() ? "int" : "float";
+    case json::Type::string: return "str";
+    case json::Type::array: return "list";
+    case json::Type::object: return "dict";
   }
+  return "?";
+}
+
+// True when every string and key in `v` is valid Unicode (no lone surrogate escape).
+bool valid_unicode(const json::Value& v) {
+  if (v.is_string()) return codescaler::unicode::first_invalid_utf8(v.string) == std::string::npos;
+  for (const json::Value& item : v.array)
+    if (!valid_unicode(item)) return false;
+  for (const auto& [key, value] : v.object)
+    if (codescaler::unicode::first_invalid_utf8(key) != std::string::npos || !valid_unicode(value)) return false;
+  return true;
+}
+
+// Python's `not line.strip()`: empty or only str.isspace() characters (well-formed UTF-8 `text`).
+bool blank(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const codescaler::text::CodePoint cp = codescaler::text::decode(text, i);
+    if (!codescaler::text::is_space(cp.value)) return false;
+    i += cp.length;
+  }
+  return true;
 }
 
 struct Line {
-  codescaler::json::Value record;
-  std::string error;  // empty: scorable
+  json::Value record;
+  std::string id = "null";  // the id as `codescaler score` writes it
+  std::string error;        // empty: scorable
 };
 
 Line parse_line(std::size_t n, std::string raw) {
   Line line;
   if (n == 1 && raw.rfind("\xef\xbb\xbf", 0) == 0) raw.erase(0, 3);
-  if (!raw.empty() && raw.back() == '\r') raw.pop_back();
   const std::string where = "line " + std::to_string(n) + ": ";
   if (const std::size_t bad = codescaler::unicode::first_invalid_utf8(raw); bad != std::string::npos) {
-    line.error = where + "not valid UTF-8 (byte " + std::to_string(bad + 1) + ")";
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(raw[bad]));
+    line.error = where + "not valid UTF-8 (byte " + byte + " at byte " + std::to_string(bad + 1) + ")";
     return line;
   }
-  if (raw.find_first_not_of(" \t\r\n") == std::string::npos) {
+  if (blank(raw)) {
     line.error = where + "blank line";
     return line;
   }
-  const std::string problem = codescaler::json::parse(raw, line.record);
-  if (!problem.empty()) {
+  if (const std::string problem = json::parse(raw, line.record, {kMaxDepth, /*python=*/true}); !problem.empty()) {
+    line.record = json::Value();  // a half-read line echoes nothing of itself
     line.error = where + "invalid JSON (" + problem + ")";
     return line;
   }
   if (!line.record.is_object()) {
-    line.error = where + "expected a JSON object";
+    line.error = where + "expected a JSON object, got " + python_type(line.record);
     return line;
   }
+  const json::Value* id = line.record.find("id");
+  const bool id_valid = !id || valid_unicode(*id);
+  if (id && id_valid) {
+    line.id.clear();
+    json::dump(line.id, *id);
+  }
   for (const char* field : {"question", "response"}) {
-    const codescaler::json::Value* v = line.record.find(field);
+    const json::Value* v = line.record.find(field);
     if (!v || !v->is_string()) {
-      line.error = where + "field '" + field + "' must be a string (" + (v ? codescaler::json::type_name(v->type) : "missing") + ")";
-      return line;
-    }
-    // A "\ud800" escape decodes to text that is not UTF-8: this line fails, not its chunk.
-    if (const std::size_t bad = codescaler::unicode::first_invalid_utf8(v->string); bad != std::string::npos) {
-      line.error = where + "field '" + field + "' is not valid Unicode (a lone surrogate escape)";
+      line.error = where + "field '" + field + "' must be a string (" + (v ? python_type(*v) : "missing") + ")";
       return line;
     }
   }
+  // Text that is not valid Unicode is never scored; this line fails, not its chunk.
+  for (const char* field : {"question", "response"}) {
+    const std::string& text = line.record.find(field)->string;
+    if (const std::size_t bad = codescaler::unicode::first_invalid_utf8(text); bad != std::string::npos) {
+      line.error = where + "field '" + field + "' is not valid Unicode (lone surrogate at character " +
+                   std::to_string(codescaler::text::code_points(text, bad)) + ")";
+      return line;
+    }
+  }
+  if (!id_valid) line.error = where + "field 'id' is not valid Unicode (a lone surrogate)";
   return line;
 }
 
 std::string output(const Line& line, const codescaler::Reward* r, const std::string& chunk_error) {
-  std::string out = "{";
-  if (const codescaler::json::Value* id = line.record.find("id")) {
-    out += "\"id\": ";
-    write_value(out, *id);
-    out += ", ";
-  }
+  std::string out = "{\"id\": " + line.id + ", ";
   const std::string& error = !line.error.empty() ? line.error : chunk_error;
   if (!error.empty() || !r) {
     out += "\"reward\": null, \"raw_score\": null, \"status\": \"input_error\", \"error\": ";
-    write_string(out, error);
+    json::dump_string(out, error);
     return out + "}";
   }
   if (r->item != codescaler::ScorerCode::ok) {
     out += "\"reward\": null, \"raw_score\": null, \"status\": \"unsupported\", \"error\": ";
-    write_string(out, r->message);
+    json::dump_string(out, r->message);
     return out + "}";
   }
   out += "\"reward\": ";
-  write_number(out, r->reward);
+  json::dump_float(out, r->reward);
   out += ", \"raw_score\": ";
-  if (r->has_raw_score) write_number(out, r->raw_score);
+  if (r->has_raw_score) json::dump_float(out, r->raw_score);
   else out += "null";
   out += ", \"status\": \"";
   out += codescaler::status_name(r->status);

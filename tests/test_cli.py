@@ -81,6 +81,17 @@ def test_odd_text_is_an_input_error_line(qwen3_dir, tmp_path):
     assert lines[0]["reward"] == lines[-1]["reward"] > 0
 
 
+def test_json_nested_too_deep_is_refused_in_place():
+    """Python's json gives up near its recursion limit: that line is an input_error, not the end of the run;
+    an error line whose id holds a lone surrogate gets id null whatever its first fault."""
+    from codescaler.cli import parse_line
+
+    deep = b'{"id": 1, "question": "q", "response": "r", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert parse_line(7, deep) == (None, "line 7: invalid JSON (nesting too deep)")
+    rec, err = parse_line(1, b'{"id": "\\ud800", "question": 5, "response": "r"}')
+    assert rec is None and "'question' must be a string" in err
+
+
 @pytest.mark.parametrize("args,message", [
     (["score", "--model", "/nonexistent/model", "--input", "IN", "--output", "OUT"], "cannot read"),
     (["score", "--model", "/nonexistent/model", "--input", "-", "--output", "-"], "model folder does not exist"),

@@ -78,20 +78,25 @@ def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
         rec = json.loads(line)
     except ValueError as exc:
         return None, f"line {n}: invalid JSON ({exc})"
+    except RecursionError:  # Python's json gives up near 1,000 levels; the line is refused, not the run
+        return None, f"line {n}: invalid JSON (nesting too deep)"
     if not isinstance(rec, dict):
         return None, f"line {n}: expected a JSON object, got {type(rec).__name__}"
+    # Text that is not valid Unicode is never scored nor echoed, as in the API, the server and the C++
+    # example: an error row carries the id only when it is valid Unicode (else "id": null).
+    bad_id = "id" in rec and lone_surrogate(json.dumps(rec["id"], ensure_ascii=False)) is not None
+    echo = None if bad_id else rec
     for field in ("question", "response"):
         value = rec.get(field)
         if not isinstance(value, str):
             got = "missing" if field not in rec else type(value).__name__
-            return rec, f"line {n}: field {field!r} must be a string ({got})"
-    # Text that is not valid Unicode is never scored nor echoed, as in the API, the server and the C++ example.
+            return echo, f"line {n}: field {field!r} must be a string ({got})"
     for field in ("question", "response"):
         at = lone_surrogate(rec[field])
         if at is not None:
-            return rec, f"line {n}: field {field!r} is not valid Unicode (lone surrogate at character {at})"
-    if "id" in rec and lone_surrogate(json.dumps(rec["id"], ensure_ascii=False)) is not None:
-        return None, f"line {n}: field 'id' is not valid Unicode (a lone surrogate)"  # its id: null
+            return echo, f"line {n}: field {field!r} is not valid Unicode (lone surrogate at character {at})"
+    if bad_id:
+        return None, f"line {n}: field 'id' is not valid Unicode (a lone surrogate)"
     return rec, None
 
 

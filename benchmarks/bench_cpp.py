@@ -127,7 +127,7 @@ def _python(engine: Path, bon, grpo, repeats: int) -> dict:
     from codescaler import RewardModel
 
     t0 = time.perf_counter()
-    model = RewardModel.from_pretrained(engine)
+    model = RewardModel.from_pretrained(engine, prefix_cache_mb=0)  # the C++ scorer has no question cache
     open_s = time.perf_counter() - t0
     lat = []
     for _ in range(repeats):

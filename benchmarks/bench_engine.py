@@ -61,6 +61,8 @@ def main(argv=None) -> None:
     for name, path, kw in systems:
         m = RewardModel.from_pretrained(path, **kw)
         m.score(w.questions[:16], w.responses[:16])
+        if m.prefix_cache is not None:  # the warm-up's questions would be cached: every backend starts cold
+            m.prefix_cache.clear()
         t = time.perf_counter()
         out_rewards = m.score(w.questions, w.responses)
         seconds = time.perf_counter() - t

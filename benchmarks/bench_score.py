@@ -133,6 +133,14 @@ class Startup:
     warm_s: float
 
 
+def _fresh(model):
+    """``model`` with its question cache emptied: every timed call sees its questions for the first time
+    (a repeated workload would otherwise find them cached)."""
+    if model.prefix_cache is not None:
+        model.prefix_cache.clear()
+    return model
+
+
 def run_engine(path, workload, dtype, label: str = "codescaler", **kw) -> tuple[Run, object, Startup]:
     """The engine as a user runs it; also its load time and its first call against a warm one (the
     first Best-of-N-sized request after load)."""
@@ -142,9 +150,9 @@ def run_engine(path, workload, dtype, label: str = "codescaler", **kw) -> tuple[
     m = RewardModel.from_pretrained(path, dtype=dtype, **kw)
     load = time.perf_counter() - t
     n = workload.group_size
-    first = _timed(lambda: m.score(workload.questions[:n], workload.responses[:n]), 1)[0]
-    warm = _timed(lambda: m.score(workload.questions[:n], workload.responses[:n]), 3)[0]
-    seconds, out, rss = _timed(lambda: m.score(workload.questions, workload.responses), repeats(workload))
+    first = _timed(lambda: _fresh(m).score(workload.questions[:n], workload.responses[:n]), 1)[0]
+    warm = _timed(lambda: _fresh(m).score(workload.questions[:n], workload.responses[:n]), 3)[0]
+    seconds, out, rss = _timed(lambda: _fresh(m).score(workload.questions, workload.responses), repeats(workload))
     plan = m.last_plan
     return Run(label, seconds, plan.computed_tokens, [r.reward for r in out], rss), (m, plan), Startup(load, first, warm)
 
@@ -159,7 +167,7 @@ def run_invariance(engine, workload, rounds: int = 2) -> tuple[Run, Run]:
         for _ in range(rounds):
             for invariant in (False, True):
                 decoder.invariant = invariant
-                seconds, result, rss = _timed(lambda: engine.score(workload.questions, workload.responses), 1)
+                seconds, result, rss = _timed(lambda: _fresh(engine).score(workload.questions, workload.responses), 1)
                 if seconds < best[invariant]:
                     best[invariant] = seconds
                     label = "codescaler (default)" if invariant else "codescaler (not batch-invariant)"

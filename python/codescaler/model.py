@@ -229,7 +229,7 @@ class RewardModel:
                     import torch
 
                     torch.set_num_threads(threads)
-                runner = TorchBackend.from_engine(engine)
+                runner = TorchBackend.from_engine(engine, prefix_cache_mb=checked["prefix_cache_mb"])
             elif backend == "tensorrt":
                 from codescaler.engine.tensorrt import TensorRTBackend
 
@@ -249,7 +249,8 @@ class RewardModel:
 
                 torch.set_num_threads(threads)
             with _quiet_transformers():
-                runner = TorchBackend(path, dtype=dtype, device=device, compile=checked["compile"])
+                runner = TorchBackend(path, dtype=dtype, device=device, compile=checked["compile"],
+                                      prefix_cache_mb=checked["prefix_cache_mb"])
         checked["backend"] = runner.name
         checked["dtype"] = runner.dtype
         checked["max_length"] = checked["max_length"] or 4096
@@ -269,6 +270,13 @@ class RewardModel:
     def backend_name(self) -> str:
         """The backend actually used: ``"torch"``, ``"onnx"`` or ``"tensorrt"``."""
         return self.backend.name
+
+    @property
+    def prefix_cache(self):
+        """The question cache (``backends.decoder.PrefixCache``: ``hits``, ``misses``, ``bytes``...), or None
+        when the backend has none or ``prefix_cache_mb=0``."""
+        decoder = getattr(self.backend, "decoder", None)
+        return getattr(decoder, "prefix_cache", None)
 
     @property
     def max_batch_tokens(self) -> int:

@@ -33,6 +33,7 @@ class Option:
     per_call: bool = False  # also accepted by score()/score_groups()/best_of_n() and server requests
     nullable: bool = False  # None is a value (meaning "choose for me")
     aliases: tuple[tuple[Any, Any], ...] = ()  # other accepted spellings of a choice, e.g. (True, "now")
+    minimum: int = 1  # the least value of an int option
 
     @property
     def flag(self) -> str:
@@ -50,8 +51,9 @@ class Option:
                 raise InputError(f"{self.name} must be true or false, got {value!r}")
             return value
         if self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{self.name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < self.minimum:
+                what = "a positive integer" if self.minimum == 1 else f"an integer >= {self.minimum}"
+                raise InputError(f"{self.name} must be {what}, got {value!r}")
             return value
         if self.choices is not None and value not in self.choices:
             raise InputError(f"{self.name} {value!r} is not available; choose one of {', '.join(self.choices)}")
@@ -78,6 +80,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("share_prefix", bool, True, "run a group's question once and score its answers as continuations"),
     Option("max_batch_tokens", int, 8192, "padded tokens per forward pass at most"),
     Option("max_batch_size", int, 64, "sequences per forward pass at most"),
+    Option("prefix_cache_mb", int, None, "memory for the question cache (keys/values of recent questions, "
+           "per layer, kept across calls so a later answer to a cached question runs only its own tokens; "
+           "torch backend); 0 turns it off (default: 1/16 of this machine's memory, at most 2048)",
+           nullable=True, minimum=0),
     Option("threads", int, None, "CPU threads for the model and for extraction (default: the cores this "
            "process may use)", nullable=True),
     Option("compile", str, "auto", "decoder blocks compiled by AOTInductor (torch backend on CPU): 'auto' loads "

@@ -25,6 +25,8 @@ Numerics follow Hugging Face's Qwen3 / Qwen2 / Llama layers (same operations, sa
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -192,6 +194,60 @@ class Rope:
 Block = Callable[..., object]
 
 
+class PrefixCache:
+    """Keys and values of question prefixes, per layer, kept across calls: a later answer to a cached
+    question runs only its own tokens. Keyed by the prefix's exact tokens (a cache belongs to one decoder,
+    so to one model and dtype); least recently used entries are evicted past ``max_bytes``. A prefix's
+    keys and values depend on its tokens alone (see the module docstring), so a hit gives the same bits
+    as computing it again."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._sizes: dict[tuple[int, ...], int] = {}
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.saved_tokens = 0  # prefix tokens not run thanks to hits
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, tokens: tuple[int, ...]):
+        with self._lock:
+            kv = self._entries.get(tokens)
+            if kv is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(tokens)
+            self.hits += 1
+            self.saved_tokens += len(tokens)
+            return kv
+
+    def put(self, tokens: tuple[int, ...], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        size = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if tokens in self._entries:
+                return
+            self._entries[tokens] = kv
+            self._sizes[tokens] = size
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                old, _ = self._entries.popitem(last=False)
+                self.bytes -= self._sizes.pop(old)
+                self.evictions += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._sizes.clear()
+            self.bytes = 0
+
+
 class PackedDecoder:
     """Scores units packed in one row: ``scores(units)`` -> one float32 score per answer, in order.
 
@@ -199,8 +255,10 @@ class PackedDecoder:
     their compiled forms (same inputs, same outputs)."""
 
     def __init__(self, arch: Arch, *, embed: torch.Tensor, layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]],
-                 norm: torch.Tensor, score: torch.Tensor, rope: Rope, pre: Block, post: Block):
+                 norm: torch.Tensor, score: torch.Tensor, rope: Rope, pre: Block, post: Block,
+                 prefix_cache: PrefixCache | None = None):
         self.arch = arch
+        self.prefix_cache = prefix_cache
         self.embed = embed
         self.layers = layers
         self.norm = norm
@@ -214,15 +272,17 @@ class PackedDecoder:
         self.invariant = True
         self.device = embed.device
 
-    def layout(self, units: Sequence[Unit]):
-        """Token ids, positions and pooled rows of ``units`` packed back to back."""
+    def layout(self, units: Sequence[Unit], cached: Sequence[bool] | None = None):
+        """Token ids, positions and pooled rows of ``units`` packed back to back; the prefixes of units
+        flagged in ``cached`` are left out (their answers keep their positions)."""
         ids: list[int] = []
         pos: list[int] = []
         rows: list[int] = []
-        for u in units:
+        for n, u in enumerate(units):
             p = len(u.prefix)
-            ids += u.prefix
-            pos += range(p)
+            if not (cached and cached[n]):
+                ids += u.prefix
+                pos += range(p)
             for answer, at in zip(u.answers, u.pools):
                 if not 0 <= at < len(answer):
                     raise ValueError(f"pool offset {at} outside an answer of {len(answer)} tokens")
@@ -235,7 +295,9 @@ class PackedDecoder:
 
     def hidden_states(self, units: Sequence[Unit]) -> tuple[torch.Tensor, torch.Tensor]:
         """Pre-final-norm hidden states (N, hidden) of every packed token, and the pooled rows."""
-        ids, pos, rows = self.layout(units)
+        cache = self.prefix_cache if self.invariant else None
+        kvs = [cache.get(tuple(u.prefix)) if cache is not None and len(u.prefix) else None for u in units]
+        ids, pos, rows = self.layout(units, [kv is not None for kv in kvs])
         n = ids.shape[0]
         tile = ROW_TILE if self.invariant else max(n, 2)  # the compiled blocks take 2 tokens or more
         tiles = range(0, -(-n // tile) * tile, tile)
@@ -244,15 +306,19 @@ class PackedDecoder:
             ids, pos = F.pad(ids, (0, pad)), F.pad(pos, (0, pad))
         hidden = self.embed[ids]
         cos, sin = self.rope(pos, hidden)
-        spans = list(_spans(units))
-        for pre_w, post_w in self.layers:
+        spans = list(_spans(units, kvs))
+        made: dict[int, list] = {}  # unit index -> the keys and values of its prefix, per layer so far
+        for layer, (pre_w, post_w) in enumerate(self.layers):
             qkv = [self.pre(hidden[t:t + tile], cos[t:t + tile], sin[t:t + tile], *pre_w) for t in tiles]
             q, k, v = (torch.cat(parts, dim=2) for parts in zip(*qkv))
-            oa, la, ob, lb = self.attend(q, k, v, spans, pad)
+            oa, la, ob, lb = self.attend(q, k, v, spans, pad, layer, made if cache is not None else None)
             # Compiled blocks take their inputs contiguous, as exported: slices of la/lb along the token
             # axis are not.
             hidden = torch.cat([self.post(hidden[t:t + tile], oa[t:t + tile], la[:, :, t:t + tile].contiguous(),
                                           ob[t:t + tile], lb[:, :, t:t + tile].contiguous(), *post_w) for t in tiles])
+        if cache is not None:
+            for i, kv in made.items():
+                cache.put(tuple(units[i].prefix), kv)
         return hidden, rows
 
     def scores(self, units: Sequence[Unit]) -> torch.Tensor:
@@ -266,10 +332,13 @@ class PackedDecoder:
             return torch.cat([pool(hidden, rows[i:i + 1], self.norm, self.score, self.arch.eps)
                               for i in range(rows.shape[0])]) if rows.numel() else rows.float()
 
-    def attend(self, q, k, v, spans, pad: int = 0):
+    def attend(self, q, k, v, spans, pad: int = 0, layer: int = 0, made: dict | None = None):
         """Attention of every packed token as two halves (see ``PostAttention``): per unit, the prefix
         causally over itself; each answer over the prefix (half a) and causally over itself (half b).
-        Returns oa, la, ob, lb in token order, ``pad`` neutral rows (output 0) appended."""
+        A prefix's keys and values are taken from the cache (its rows are not in the pass) or copied out
+        contiguous, recorded in ``made`` for the cache, and used in that form either way, so a hit and
+        a miss run the very same calls. Returns oa, la, ob, lb in token order, ``pad`` neutral rows
+        (output 0) appended."""
         heads, d = q.shape[1], q.shape[3]
         flash = _flash_cpu if q.device.type == "cpu" and _flash_cpu is not None else _attention_with_lse
         a_out, a_lse, b_out, b_lse = [], [], [], []
@@ -278,29 +347,36 @@ class PackedDecoder:
             b_out.append(q.new_zeros(n, heads, d))
             b_lse.append(torch.full((1, heads, n), float("-inf"), device=q.device))
 
-        def run(qs, ks, causal):
-            o, lse = flash(q[:, :, qs], k[:, :, ks], v[:, :, ks], 0.0, causal, scale=self.scaling)[:2]
+        def run(qs, ks, vs, causal):
+            o, lse = flash(q[:, :, qs], ks, vs, 0.0, causal, scale=self.scaling)[:2]
             return o.transpose(1, 2)[0], lse  # (n, heads, d): flash's output is laid out that way
 
-        for start, p, lengths in spans:
-            prefix = slice(start, start + p)
-            if p:
-                o, lse = run(prefix, prefix, True)
+        for unit, (start, p, lengths, kv) in enumerate(spans):
+            at = start
+            pk = pv = None
+            if p and kv is not None:
+                pk, pv = kv[layer]
+            elif p:
+                prefix = slice(start, start + p)
+                pk, pv = k[:, :, prefix].contiguous(), v[:, :, prefix].contiguous()
+                if made is not None and self.invariant:
+                    made.setdefault(unit, []).append((pk, pv))
+                o, lse = run(prefix, pk, pv, True)
                 a_out.append(o)
                 a_lse.append(lse)
                 none(p)
-            at = start + p
+                at += p
             if p and not self.invariant:
-                o, lse = run(slice(at, at + sum(lengths)), prefix, False)
+                o, lse = run(slice(at, at + sum(lengths)), pk, pv, False)
                 a_out.append(o)
                 a_lse.append(lse)
             for n in lengths:
                 s = slice(at, at + n)
                 if p and self.invariant:
-                    o, lse = run(s, prefix, False)
+                    o, lse = run(s, pk, pv, False)
                     a_out.append(o)
                     a_lse.append(lse)
-                o, lse = run(s, s, True)
+                o, lse = run(s, k[:, :, s], v[:, :, s], True)
                 (b_out if p else a_out).append(o)
                 (b_lse if p else a_lse).append(lse)
                 if not p:
@@ -312,13 +388,15 @@ class PackedDecoder:
             none(pad)
         return (torch.cat(a_out), torch.cat(a_lse, dim=2).float(), torch.cat(b_out), torch.cat(b_lse, dim=2).float())
 
-def _spans(units: Sequence[Unit]):
-    """(start, prefix length, answer lengths) of each unit in the packed row."""
+def _spans(units: Sequence[Unit], kvs=None):
+    """(start, prefix length, answer lengths, cached prefix keys/values or None) of each unit in the
+    packed row; a cached prefix takes no rows."""
     start = 0
-    for u in units:
+    for n, u in enumerate(units):
         lengths = [len(a) for a in u.answers]
-        yield start, len(u.prefix), lengths
-        start += len(u.prefix) + sum(lengths)
+        kv = kvs[n] if kvs else None
+        yield start, len(u.prefix), lengths, kv
+        start += (0 if kv is not None else len(u.prefix)) + sum(lengths)
 
 
 def _attention_with_lse(q, k, v, dropout, causal, *, scale):

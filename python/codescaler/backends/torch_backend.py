@@ -134,13 +134,26 @@ def _rope(cfg: dict, path: Path):
     return Rope(inv_freq.float(), float(scaling))
 
 
+def default_prefix_cache_mb() -> int:
+    """1/16 of this machine's physical memory, at most 2048 MB."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        total = 8 << 30
+    return max(1, min(2048, total // 16 >> 20))
+
+
 class TorchBackend:
     name = "torch"
     # The planner hands it units (a prefix and the answers continuing it) packed into one row.
     packs = True
 
-    def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: str = "auto"):
-        """A Hugging Face model folder, its blocks compiled once per machine (``compile="auto"``) or eager."""
+    def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: str = "auto",
+                 prefix_cache_mb: int | None = None):
+        """A Hugging Face model folder, its blocks compiled once per machine (``compile="auto"``) or eager;
+        a question cache of ``prefix_cache_mb`` (None: the default size, 0: none)."""
         import torch
 
         path = Path(path)
@@ -153,11 +166,11 @@ class TorchBackend:
             reason = "default: " + reason
         tdtype = torch_dtype(dtype)
         self._build(path, cfg, load_state(path, tdtype, torch.device(device)), str(tdtype).removeprefix("torch."),
-                    torch.device(device), compile=compile, package=None)
+                    torch.device(device), compile=compile, package=None, prefix_cache_mb=prefix_cache_mb)
         self.dtype_reason = reason
 
     @classmethod
-    def from_engine(cls, engine) -> "TorchBackend":
+    def from_engine(cls, engine, *, prefix_cache_mb: int | None = None) -> "TorchBackend":
         """An engine directory exported with ``--format aoti``: weights at the engine's dtype, the rotary
         table recorded at export (older engines: derived from the config) and the compiled package it
         carries; nothing is compiled."""
@@ -173,13 +186,13 @@ class TorchBackend:
         inv_freq = state.pop(ROPE_INV_FREQ, None)
         rope = None if inv_freq is None else Rope(inv_freq, float(m["rope"]["scaling"]))
         self._build(engine.path, m["config"], state, m["dtype"], torch.device("cpu"), compile="auto",
-                    package=engine.path / m["package"], rope=rope)
+                    package=engine.path / m["package"], rope=rope, prefix_cache_mb=prefix_cache_mb)
         self.dtype_reason = "fixed at export"
         return self
 
     def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device, *, compile: str, package,
-               rope=None) -> None:
-        from .decoder import Arch, PackedDecoder, PostAttention, PreAttention
+               rope=None, prefix_cache_mb: int | None = None) -> None:
+        from .decoder import Arch, PackedDecoder, PostAttention, PreAttention, PrefixCache
 
         self.device = device
         self.dtype = dtype
@@ -208,11 +221,13 @@ class TorchBackend:
             pre, post = aoti.load_package(package)
             self.compiled = f"AOTInductor ({package})"
         embed, norm = take(["embed_tokens.weight", "norm.weight"])
+        mb = default_prefix_cache_mb() if prefix_cache_mb is None else prefix_cache_mb
         if rope is None:
             rope = _rope(cfg, path)
         self.decoder = PackedDecoder(
             arch, embed=embed, norm=norm, score=state["score.weight"], rope=rope, pre=pre, post=post,
             layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(int(text["num_hidden_layers"]))],
+            prefix_cache=PrefixCache(mb << 20) if mb else None,
         )
         self.arch = arch
         self.pad_id = text.get("pad_token_id", cfg.get("pad_token_id"))

@@ -343,6 +343,7 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
     scheduler = scheduler_class(model_or_factory, window_s=settings.batch_window_ms / 1000 if settings.batching else 0.0,
                                 max_batch_tokens=settings.max_batch_tokens_in_flight, max_batch_items=settings.max_items,
                                 max_queue=settings.max_queue, merge=settings.batching, metrics=metrics)
+    metrics.watch_prefix_cache(lambda: getattr(scheduler.model, "prefix_cache", None) if scheduler.ready else None)
 
     @asynccontextmanager
     async def lifespan(_app):

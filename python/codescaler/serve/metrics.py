@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 
 POWERS_OF_TWO = tuple(float(2**i) for i in range(13))  # 1 .. 4096 items
@@ -43,8 +44,35 @@ class ServeMetrics:
         self.tokens_requested.inc(requested_tokens)
         self.shared_prefixes.inc(len(plan.shared))
 
+    def watch_prefix_cache(self, get_cache) -> None:
+        """Report the model's question cache (``backends.decoder.PrefixCache``, from ``get_cache()``; None
+        before the model is loaded or when it has none) at every scrape."""
+        self.registry.register(_PrefixCacheCollector(get_cache))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _PrefixCacheCollector:
+    def __init__(self, get_cache):
+        self.get_cache = get_cache
+
+    def collect(self):
+        c = self.get_cache()
+        if c is None:
+            return
+        yield CounterMetricFamily("codescaler_prefix_cache_hits", "question prefixes taken from the cache",
+                                  value=c.hits)
+        yield CounterMetricFamily("codescaler_prefix_cache_misses", "question prefixes computed (not cached)",
+                                  value=c.misses)
+        yield CounterMetricFamily("codescaler_prefix_cache_saved_tokens", "prefix tokens not run thanks to hits",
+                                  value=c.saved_tokens)
+        yield CounterMetricFamily("codescaler_prefix_cache_evictions", "question prefixes evicted (byte bound)",
+                                  value=c.evictions)
+        yield GaugeMetricFamily("codescaler_prefix_cache_bytes", "bytes held by the question cache", value=c.bytes)
+        yield GaugeMetricFamily("codescaler_prefix_cache_max_bytes", "the question cache's byte bound",
+                                value=c.max_bytes)
+        yield GaugeMetricFamily("codescaler_prefix_cache_entries", "question prefixes held", value=len(c))
 
 
 __all__ = ["CONTENT_TYPE", "ServeMetrics"]

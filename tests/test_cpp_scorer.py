@@ -85,10 +85,11 @@ def _run_example(binary: Path, engine: Path, rows: list[dict], tmp_path: Path, *
     return proc, [json.loads(line) for line in proc.stdout.decode().splitlines()]
 
 
-# bfloat16: C++ runs the pairs tree-sitter accepts and Python's CPython rejects, and skips the pairs the
-# splice refuses, so the two pack different passes; bfloat16 GEMM rounding depends on the pass (a few ulp).
-@pytest.mark.parametrize("name, tolerance", [("tiny-f32", 1e-4), ("qwen2-f32", 1e-4), ("tiny-bf16", 0.05)])
-def test_cpp_rewards_equal_python(binaries, engines, tmp_path, name, tolerance):
+# Bit for bit at both dtypes: both sides split every conversation at the same boundary and call the same
+# compiled blocks on the same tiles, so what else a pass holds (C++ skips the pairs the splice refuses,
+# and would run any pair whose verdict differed) changes no reward.
+@pytest.mark.parametrize("name", ["tiny-f32", "qwen2-f32", "tiny-bf16"])
+def test_cpp_rewards_equal_python(binaries, engines, tmp_path, name):
     engine = engines[name]
     qs, rs = _workload(engine)
     proc, got = _run_example(binaries["codescaler_score_example"], engine,
@@ -97,7 +98,7 @@ def test_cpp_rewards_equal_python(binaries, engines, tmp_path, name, tolerance):
     assert [g["id"] for g in got] == list(range(len(qs)))
     want = RewardModel.from_pretrained(engine).score(qs, rs)
     compared = disagree = refused = 0
-    worst = 0.0
+    differ = []
     for q, r, g, w in zip(qs, rs, got, want):
         if g["status"] == "unsupported":  # a pair the recorded splice refuses: Python renders it with Jinja
             refused += 1
@@ -111,11 +112,12 @@ def test_cpp_rewards_equal_python(binaries, engines, tmp_path, name, tolerance):
         assert g["truncated"] == w.truncated
         assert (g["raw_score"] is None) == (w.raw_score is None)
         if w.raw_score is not None:
-            worst = max(worst, abs(g["raw_score"] - w.raw_score), abs(g["reward"] - w.reward))
+            if (g["raw_score"], g["reward"]) != (w.raw_score, w.reward):
+                differ.append((g["raw_score"], w.raw_score))
         else:
             assert g["reward"] == w.reward == 0.0
-    print(f"{name}: {compared} compared, max |delta| {worst:.3g}, {disagree} verdicts differ, {refused} refused")
-    assert worst <= tolerance
+    print(f"{name}: {compared} compared, {len(differ)} not bit-identical, {disagree} verdicts differ, {refused} refused")
+    assert not differ, differ[:5]
     assert compared + disagree + refused == len(qs) and compared >= 0.85 * len(qs)
     assert refused == (1 if name.startswith("tiny") else 0)  # the '</think>' string in code, tiny's template only
     assert any(w.truncated for w in want) and any(w.status != "ok" for w in want)
@@ -375,6 +377,9 @@ DAMAGE = [
     ("other-torch", _edit_manifest(lambda m: m["machine"].update(torch="1.0.0")), "unsupported", "torch: engine 1.0.0"),
     ("wrong-arch", _edit_manifest(lambda m: m.update(arch=m["arch"].replace('"hidden": 128', '"hidden": 64'))),
      "bad_engine", "is not (vocabulary, hidden)"),
+    ("no-row-tile", _edit_manifest(lambda m: m.pop("row_tile")), "bad_engine", "row_tile is missing"),
+    ("other-blocks", _edit_manifest(lambda m: m["machine"].update(blocks=2)), "unsupported",
+     "blocks version: engine 2, this scorer 3"),
     ("wrong-probes", _edit_manifest(lambda m: m["tokenizer"]["probes"].update({"x": [1, 2, 3]})), "bad_engine",
      "different exports"),
     ("tokenizer-unsupported", _unsupported_tokenizer, "unsupported", "WordPiece"),
@@ -405,15 +410,20 @@ def test_bench_prints_latency_and_throughput(binaries, engines, tmp_path):
     assert out["bon_best"] == rewards.index and math.isfinite(out["open_s"])
 
 
-def test_bfloat16_is_identical_when_the_passes_agree(binaries, engines, tmp_path):
-    """With the same pairs run (every verdict agreeing, nothing refused) C++ packs the passes Python packs
-    and runs the same kernels: bfloat16 rewards are equal bit for bit."""
-    qs = ["Write add(a, b) that returns the sum of two integers."] * 6 + ["Reverse a string."] * 3
-    rs = [f"```python\ndef add(a, b):\n    return a + b + {i}\n```" for i in range(6)]
-    rs += [f"Sure.\n```python\ndef rev(s):\n    return s[::-{i + 1}]\n```" for i in range(3)]
-    proc, got = _run_example(binaries["codescaler_score_example"], engines["tiny-bf16"],
-                             [{"question": q, "response": r} for q, r in zip(qs, rs)], tmp_path)
-    assert proc.returncode == 0, proc.stderr.decode()
-    want = RewardModel.from_pretrained(engines["tiny-bf16"]).score(qs, rs)
-    assert [g["raw_score"] for g in got] == [w.raw_score for w in want]
-    assert [g["reward"] for g in got] == [w.reward for w in want]
+@pytest.mark.parametrize("name", ["tiny-bf16", "tiny-f32"])
+def test_a_pair_gets_the_same_bits_alone_and_in_any_step(binaries, engines, tmp_path, name):
+    """A reward does not depend on what shares the call: the GRPO step scored in one call, every pair
+    alone (one call per line) and the step reversed in calls of 5 (other neighbours, other passes) give
+    the same bits."""
+    engine = engines[name]
+    qs, rs = _workload(engine)
+    rows = [{"id": i, "question": q, "response": r} for i, (q, r) in enumerate(zip(qs, rs))]
+    runs = {}
+    for label, order, chunk in (("step", rows, "256"), ("alone", rows, "1"), ("mixed", rows[::-1], "5")):
+        proc, got = _run_example(binaries["codescaler_score_example"], engine, order, tmp_path, "--chunk", chunk)
+        assert proc.returncode == 0, proc.stderr.decode()
+        runs[label] = {g["id"]: g for g in got}
+    step = runs["step"]
+    assert len(step) == len(rows) and sum(g["raw_score"] is not None for g in step.values()) >= len(rows) // 2
+    assert runs["alone"] == step
+    assert runs["mixed"] == step

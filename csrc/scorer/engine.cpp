@@ -207,17 +207,80 @@ void check_probes(const json::Value& tok, const Tokenizer& tokenizer, const Fiel
   }
 }
 
+// Lexical JSON scanning, for one member of a large file: `at` moves past the string or value starting
+// there. Tokenizer::open has parsed the same file in full, so the text is well-formed.
+void skip_string(std::string_view text, std::size_t& at) {
+  for (++at; at < text.size() && text[at] != '"'; ++at)
+    if (text[at] == '\\') ++at;
+  ++at;
+}
+
+void skip_value(std::string_view text, std::size_t& at) {
+  if (at < text.size() && text[at] == '"') return skip_string(text, at);
+  int depth = 0;
+  for (; at < text.size(); ++at) {
+    const char c = text[at];
+    if (c == '"') {
+      skip_string(text, at);
+      --at;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (depth == 0) return;
+      if (--depth == 0) {
+        ++at;
+        return;
+      }
+    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+      return;
+    }
+  }
+}
+
+// The text of the top-level member `key` of the JSON object `text` (the last, if repeated, as json::Value
+// finds it), or empty. Only that member is parsed afterwards: tokenizer.json's vocabulary and merges
+// (tens of MB) are skipped, not parsed a second time.
+std::string_view member_text(std::string_view text, std::string_view key) {
+  auto blank = [&](std::size_t& at) {
+    while (at < text.size() && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) ++at;
+  };
+  std::size_t at = 0;
+  blank(at);
+  if (at >= text.size() || text[at] != '{') return {};
+  ++at;
+  std::string_view found;
+  while (true) {
+    blank(at);
+    if (at >= text.size() || text[at] != '"') return found;
+    const std::size_t name = at;
+    skip_string(text, at);
+    json::Value decoded;  // the member's name, escapes and all
+    const bool match = json::parse(text.substr(name, at - name), decoded).empty() && decoded.string == key;
+    blank(at);
+    if (at >= text.size() || text[at] != ':') return found;
+    ++at;
+    blank(at);
+    const std::size_t value = at;
+    skip_value(text, at);
+    if (match) found = text.substr(value, at - value);
+    blank(at);
+    if (at >= text.size() || text[at] != ',') return found;
+    ++at;
+  }
+}
+
 // Python's encode._added_token_ends, last end only: the end in `middle` of the last occurrence of any of
 // tokenizer.json's added tokens (special or not), or npos. Python tries earlier ends only for text Jinja
 // rendered; every pair scored here is rendered by the splice, which the last end always matches.
 std::size_t last_added_token_end(const std::string& middle, const std::string& tokenizer_json, const std::string& path) {
-  json::Value root;
-  const std::string problem = json::parse(tokenizer_json, root);
-  if (!problem.empty() || !root.is_object()) fail(ScorerCode::bad_engine, path + ": not a JSON object " + problem);
-  const json::Value* added = root.find("added_tokens");
+  json::Value added;
   std::size_t last = std::string::npos;
-  if (!added || !added->is_array()) return last;
-  for (const json::Value& t : added->array) {
+  const std::string_view text = member_text(tokenizer_json, "added_tokens");
+  if (text.empty()) return last;
+  const std::string problem = json::parse(text, added);
+  if (!problem.empty()) fail(ScorerCode::bad_engine, path + ": added_tokens is not valid JSON (" + problem + ")");
+  if (!added.is_array()) return last;
+  for (const json::Value& t : added.array) {
     const json::Value* content = t.find("content");
     if (!content || !content->is_string() || content->string.empty()) continue;
     const std::string& c = content->string;

@@ -1,7 +1,10 @@
 // The CodeScaler reward inside a C++ process: extraction, chat template, tokenizer, the compiled model and
 // the shaping, with no Python. It reads an engine directory made by
-// `codescaler export --model MODEL --out DIR --format aoti` on the same machine and gives the rewards
-// Python's `RewardModel.from_pretrained(DIR)` gives (within 1e-4 at float32; see the README).
+// `codescaler export --model MODEL --out DIR --format aoti` on the same machine and gives, bit for bit, the
+// rewards Python's `RewardModel.from_pretrained(DIR)` gives to every pair both score (see the README).
+// A reward's bits depend on the pair alone, never on what else a call holds: every conversation is split
+// at the same boundary (its question's tokens, up to the chat template's last added token before the
+// code), and the compiled blocks always run on tiles of the engine's `row_tile` tokens.
 //
 // What differs from Python, by design:
 // - Python validity is tree-sitter's verdict (there is no CPython here). benchmarks/bench_verdict.py
@@ -98,7 +101,8 @@ class Scorer {
 
   ScorerStatus score(std::string_view question, std::string_view response, Reward* out) const;
   // One reward per (questions[i], responses[i]), in order. Identical conversations are run once, and the
-  // responses to one question share its tokens (see the README's "How it is fast").
+  // responses to one question share its tokens, with the same bits as when scored alone (see the
+  // README's "Throughput: how a batch is scored").
   ScorerStatus score_batch(const std::vector<std::string_view>& questions,
                            const std::vector<std::string_view>& responses, std::vector<Reward>* out) const;
   // A GRPO step: groups[i] holds the responses to questions[i].

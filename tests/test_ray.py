@@ -107,8 +107,8 @@ def _same_rewards(got: list[dict], reference: list[dict]) -> None:
             assert g["reward"] is None and g["error"]
             continue
         assert g["id"] == r["id"] and g["truncated"] == r["truncated"], f"row {n}"
-        assert abs(g["reward"] - r["reward"]) <= 1e-4, f"row {n}: {g['reward']} vs {r['reward']}"
-        assert (g["raw_score"] is None) == (r["raw_score"] is None), f"row {n}"
+        # Same input, same bits: Ray's chunks and actors change nothing.
+        assert (g["reward"], g["raw_score"]) == (r["reward"], r["raw_score"]), f"row {n}: {g} vs {r}"
 
 
 def test_jsonl_on_two_actors_equals_single_process(data, reference, cluster):

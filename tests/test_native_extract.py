@@ -69,8 +69,9 @@ def test_best_breaks_ties_to_the_last_and_last_takes_the_last():
 
 
 def test_python_validity_is_cpython_s_for_every_policy():
-    """tree-sitter-python accepts Python-2 print; CPython does not, and CPython decides."""
-    assert _native.check_syntax('print "hello"', "python")[0] == "ok"
+    """CPython decides Python validity in Python; the C++ check (what a CPython-free scorer uses) agrees on
+    Python-2 print, which tree-sitter-python accepted."""
+    assert _native.check_syntax('print "hello"', "python")[0] == "syntax_error"
     for policy in ("codescaler", "last", "best"):
         e = extract('```python\nprint "hello"\n```', policy)
         assert e.status == "syntax_error" and e.error.startswith("SyntaxError")
@@ -173,7 +174,7 @@ def _hostile_cases():
 def test_hostile_input_ends_as_a_status(name, policy, language):
     response = _hostile_cases()[name]
     start = time.perf_counter()
-    e = extract_batch([response], policy, language, parse_budget_s=0.5)[0]
+    e = extract_batch([response], policy, language, parse_budget_steps=2_000_000)[0]
     elapsed = time.perf_counter() - start
     assert e.status in STATUSES
     assert elapsed < HOSTILE_BUDGET_S, f"{name}: {elapsed:.1f} s"
@@ -181,7 +182,23 @@ def test_hostile_input_ends_as_a_status(name, policy, language):
         assert e.status == extract_spec(response).status if len(response) < 2_000_000 else True
 
 
-def test_tree_sitter_budget_turns_into_timeout():
-    code = "fn main() {\n" + "let x = (((" * 200_000 + "\n}"
-    e = extract_batch([f"```rust\n{code}\n```"], "last", "rust", parse_budget_s=0.01)[0]
-    assert e.status == "timeout" and e.code == "" and "budget" in e.error
+@pytest.mark.parametrize("language, code", [("rust", "fn main() {\n" + "let x = (((" * 200_000 + "\n}"),
+                                            ("python", "x = 1\n" * 200_000)])
+def test_parse_budget_turns_into_timeout(language, code):
+    response = f"```{language}\n{code}```"
+    e = extract_batch([response], "best", language, parse_budget_steps=10_000)[0]
+    assert e.status == "timeout" and e.code == "" and "budget of 10000 steps" in e.error
+
+
+@pytest.mark.parametrize("language, code", [("rust", "fn main() { let v = vec![1, 2]; }\n" * 2_000),
+                                            ("python", "x = 1\n" * 20_000), ("python", "def f(:\n" * 2_000)])
+def test_parse_budget_is_counted_not_timed(language, code):
+    """A block needs a fixed number of steps: one fewer is a timeout, that many give the verdict, on any
+    machine under any load."""
+    verdict = _native.check_syntax(code, language, 10**12)[0]
+    lo, hi = 1, 10**9  # the fewest steps that do not run out
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _native.check_syntax(code, language, mid)[0] != "timeout" else (mid + 1, hi)
+    assert _native.check_syntax(code, language, lo)[0] == verdict != "timeout"
+    assert _native.check_syntax(code, language, lo - 1)[0] == "timeout"

@@ -1,53 +1,46 @@
-"""tree-sitter's Python verdict against CPython's, on the corpora the project has.
+"""The C++ Python verdict against CPython's, on the corpora the project has.
 
 Policy ``codescaler`` lets CPython decide whether the selected Python block is valid (``ast.parse``, any
-exception is invalid). A scorer without CPython in the process can only ask tree-sitter
-(``_native.extract_batch(..., validate=True)``). What a user of such a scorer relies on: tree-sitter does
-not turn a valid answer into a zero reward, and it rarely gives a reward to code CPython rejects.
+exception is invalid). A scorer without CPython in the process (the C++ scorer, the C ABI) asks the C++
+check instead (``_native.extract_batch(..., validate=True)``): CPython 3.11's tokenizer rules, its grammar
+without the ``invalid_*`` rules, the checks its parser actions make on literals, and its depth limits,
+written in C++ (csrc/extract/python_*.cpp). What a user of such a scorer relies on: a block CPython accepts
+keeps its reward, and a block CPython rejects gets none, whatever the kind of error (the reward must not be
+a loophole a policy can find).
 
 The corpora and the comparison live here; ``python -m benchmarks.bench_verdict`` runs them in full and
 prints the tables. The tests below run a deterministic subset.
 
-Measured (CPython 3.11.7, tree-sitter-python 0.23.6): the claim "tree-sitter accepts some code CPython
-rejects, never the reverse" is false. tree-sitter rejects code CPython accepts in four ways, all in the
-targeted corpus below; a one-off scan of real code (31,919 CPython-valid files, 420 MB: this interpreter's
-stdlib and the project's site-packages) found the first, second and fourth in 5 files:
-
-- a continuation line inside brackets indented left of its statement, right after a token a closing
-  bracket cannot follow (``def f():\n    return (1 +\n2)``; tree-sitter/tree-sitter-python#256; 1 file,
-  test_compile.py);
-- a starred element of a tuple without parentheses (or of a target list) whose operand is not a name,
-  attribute, subscript or call (``return *[None] * 3, x``, ``x = a, *[]``; 3 files in torch);
-- a lone carriage return as a line break (tree-sitter does not treat ``\r`` alone as one);
-- ``from __future__ import *`` (ast.parse accepts it; compile() rejects it anyway; 1 file, a badsyntax test).
-
-None of them occurs in the HumanEval solutions, prompts, mutants or responses. The other direction
-(tree-sitter accepts, CPython rejects) is common on damaged and generated code: tree-sitter-python hardly
-checks layout (unexpected indents, missing indented blocks, inconsistent dedents, tabs/spaces, line breaks
-outside brackets), parses Python 2 statements, and skips the checks CPython makes beyond the grammar
-(invisible characters, escapes, literals, assignment targets, argument order, nesting limits, 3.12 syntax
-on 3.11).
+Measured (CPython 3.11.7): on the 9,742 blocks of the full corpora the two disagree on 1, an unknown
+``\\N{...}`` character name (the C++ check knows the shape of a name, not the Unicode name list); on the
+32,279 Python files of this interpreter's stdlib and site-packages (CPython's own invalid test files
+included), on none; on 300,000 mutated snippets of stdlib and CPython test code, only on that kind. The depth limits depend on the caller:
+ast.parse refuses an AST deeper than 3 x (the recursion limit - the Python frames already on the stack),
+and the C++ check fixes that depth for a caller five frames deep (2,985). Before this check the C++
+verdict was tree-sitter's, which accepted 8.3% of these blocks that CPython rejects and rejected 0.2% it
+accepts.
 """
 
 from __future__ import annotations
 
-import ast
-import io
+import concurrent.futures
 import random
 import re
+import subprocess
+import sys
 import sysconfig
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from codescaler import _native, extract_batch
+from codescaler.extract import python_parses
 from test_extract_corpus import awkward_response, humaneval_responses, well_formed_response  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning", "ignore::DeprecationWarning")
 
-PARSE_BUDGET_US = 1_000_000
+PARSE_BUDGET_STEPS = _native.PARSE_BUDGET_STEPS
 
 
 def _nest(open_: str, close: str, depth: int, inner: str = "1") -> str:
@@ -271,18 +264,18 @@ class Verdict:
     response: str
     code: str
     cpython: bool  # codescaler.extract_batch: CPython decided
-    tree_sitter: bool  # _native.extract_batch(validate=True)
-    timed_out: bool  # tree-sitter's parse budget ran out (counted as rejected)
+    native: bool  # _native.extract_batch(validate=True): the C++ check decided
+    timed_out: bool  # the C++ check's parse budget ran out (counted as rejected)
     error: str | None  # CPython's message when it rejects
     cp_line: int | None  # CPython's error line
-    ts_line: int | None  # tree-sitter's first error
-    ts_column: int | None
+    native_line: int | None  # where the C++ check found the error
+    native_column: int | None
 
 
 def verdicts(responses: list[str], threads: int = 1) -> list[Verdict]:
-    """The responses that have a non-empty block, each with CPython's and tree-sitter's verdict on it."""
+    """The responses that have a non-empty block, each with CPython's and the C++ check's verdict on it."""
     cpython = extract_batch(responses, threads=threads)
-    native = _native.extract_batch(responses, "codescaler", "python", threads, True, PARSE_BUDGET_US)
+    native = _native.extract_batch(responses, "codescaler", "python", threads, True, PARSE_BUDGET_STEPS)
     out = []
     for r, cp, (status, _, _, code, _, _, _, _, line, column) in zip(responses, cpython, native):
         checked = status in ("ok", "syntax_error", "timeout")
@@ -294,88 +287,91 @@ def verdicts(responses: list[str], threads: int = 1) -> list[Verdict]:
     return out
 
 
-def has_bare_cr(code: str) -> bool:
-    """A carriage return not followed by a line feed: CPython's tokenizer reads it as a line break,
-    tree-sitter does not (tree-sitter/tree-sitter-c-sharp#170: a lone CR is no line separator for
-    tree-sitter, by design)."""
-    return "\r" in code.replace("\r\n", "")
+def unknown_character_name(v: Verdict) -> bool:
+    """The one kind of disagreement left: a ``\\N{...}`` escape whose name has the shape of a Unicode
+    character name but is not one. The C++ check does not carry the Unicode name list; CPython looks it up."""
+    return (not v.cpython and v.native and v.error is not None and "unknown Unicode character name" in v.error
+            and re.search(r"\\N\{[A-Za-z0-9 -]+\}", v.code) is not None)
 
 
-def dedented_continuations(code: str) -> dict[int, int]:
-    """{row (1-based): spaces missing} for lines inside brackets that start left of their statement's
-    first column. CPython ignores indentation inside brackets; tree-sitter-python's scanner only does so
-    where a closing bracket could come next, elsewhere (after an operator, ``=``, ``:``, ``for``, ``in``,
-    ``if``, ``else``, ``.``) it emits a dedent and fails (tree-sitter/tree-sitter-python#256)."""
-    out: dict[int, int] = {}
-    try:
-        depth, indent, start, last_row = 0, 0, True, 0
-        for tok in tokenize.generate_tokens(io.StringIO(code).readline):
-            if tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.COMMENT, tokenize.ENDMARKER):
-                continue
-            if tok.type == tokenize.NEWLINE:
-                start = True
-                continue
-            row, col = tok.start
-            if start:
-                indent, start = col, False
-            elif depth > 0 and row > last_row and col < indent:
-                out[row] = indent - col
-            last_row = tok.end[0]
-            if tok.type == tokenize.OP:
-                depth += tok.string in "([{"
-                depth -= tok.string in ")]}"
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    return out
+def disagreements(vs: list[Verdict]) -> list[Verdict]:
+    return [v for v in vs if v.cpython != v.native]
 
 
-def reindented(code: str, rows: dict[int, int]) -> str:
-    lines = code.split("\n")
-    return "\n".join(" " * rows.get(i + 1, 0) + line for i, line in enumerate(lines))
+# The verdict classes the C++ check must get right, each asserted against ast.parse snippet by snippet: the
+# kinds of invalid Python tree-sitter used to accept, then the kinds of valid Python it used to reject.
+VERDICT_CLASSES: dict[str, list[str]] = {
+    "lone else, elif, except, finally": [
+        "else", "else:\n    pass", "elif x:\n    pass", "except:\n    pass", "except ValueError as e:\n    pass",
+        "finally:\n    pass", "if x:\n    pass\nelse", "try:\n    pass\nelse:\n    pass", "x = 1\nelse:\n    y = 2",
+        "for x in y:\n    pass\nelse:\n    pass", "while x:\n    pass\nelif y:\n    pass",
+    ],
+    "stray backslash": [
+        "\\", "x = 1 \\", "x = 1\n\\\n", "x = 1 \\ y", "\\\nx = 1", "\\\n\nx = 1", "    \\\nx = 1",
+        "if 1:\n    \\\n  pass", "x = (1 \\\n + 2)", "x = 1 + \\\n\ny", "def f():\n    return 1 \\",
+    ],
+    "backticks and stray characters": ["`x`", "x = `1`", "x = $y", "x = a ? b : c", "x = !y", "x = 1 <> 2", "x = 1\x0b",
+                                       "x = '`$?!'  # `x`", "x = 1 != 2"],
+    "statement-level walrus": [
+        "x := 1", "x = y := 1", "(x := 1)", "f(x := 1)", "if (n := 1):\n    pass", "y = [x := 1, 2]", "x[y := 1]",
+        "def f(a=(b := 1)):\n    pass", "f(x=y := 1)", "(a.b := 1)", "{x := 1}", "x := 1, 2",
+    ],
+    "byte-order mark": ["\ufeffx = 1", "x = 1\n\ufeff", "x = '\ufeff'", "# \ufeff", "x = 1  # \ufeff\n\ufeffy = 2"],
+    "python 2 print and exec": [
+        'print "x"', "print x", "print >>sys.stderr, x", "print x,", "print(x)", "print", "print >>f, x",
+        'exec "x = 1"', "exec(code)", "print x, y", "print(x) if x else None",
+    ],
+    "indentation": [
+        "  x = 1", "if x:\npass", "if x:\n    a\n  b", "if 1:\n\tx = 1\n        y = 2", "if 1:\n        x = 1\n\ty = 2",
+        "if 1:\n  x = 1\n\ty = 2", "class A:\n    pass\n  x = 1", "def f():\n\treturn 1\n", "if x:\n    # only a comment",
+        "if x:\n    pass\n        \n", "for i in x:\n# c\n    pass", "if 1:\n    \tx = 1\n    \ty = 2", "if 1:\n\x0c    x = 1",
+        "def f():\n    x = 1\n     y = 2", "def f():\n  if x:\n      pass\n    return", _indent_chain(99), _indent_chain(100),
+    ],
+    "invisible characters": [
+        "x\u200b = 1", "x = 1\u200b", "x\u00a0= 1", "x = 1\u2028", "x\u200d = 1", "x = '\u200b'", "# \u200b",
+        "x = 1  # \u00a0", "\u3000x = 1", "x = 1\x00", "x = '\x00'", "x = 1\x01",
+    ],
+    "lone surrogates": ["x = '\ud800'", "# \udfff", "\ud800", "s = '''\ud83d'''", "x = 1  # \udc00", "x = 1"],
+    "keywords as names": [
+        "async = 1", "await = 1", "x.async = 1", "def await():\n    pass", "class = 1", "else = 1", "None = 1",
+        "True = 1", "def f(lambda):\n    pass", "import await", "print = 1", "match = 1", "case = 1", "_ = 1",
+        "type = 1", "f(if=1)", "x.match.case = 1", "nonlocal = 1",
+    ],
+    "identifiers (PEP 3131)": ["é = 1", "x·y = 1", "٣ = 1", "a€ = 1", "🙂 = 1", "ｉｆ = 1", "e\u0301 = 1", "℘ = 1"],
+    "literals": [
+        "x = 07", "x = 0_7", "x = 1__0", "x = 0b2", "x = 1e", "x = 1if y else 2", "x = [0x1for x in y]", "x = 1.__class__",
+        "x = 1" + "0" * 4300, "x = 1" + "0" * 4299, "s = '\\x4'", "s = b'\\x4'", "s = b'\\u12'", "s = b'\\xe9'",
+        "s = b'é'", "s = 'a' b'b'", "f'{x!z}'", "f'{}'", "f'{x:{y:{z}}}'", "f'{*a}'", "f'{*a, b}'", "f'{x=}'",
+        "f'{a[\"b\"]}'", "f'{\"\\n\".join(x)}'", "f'{x # c\n}'", "f'{x}}'", "f'{{}}'", "s = '\\N{BULLET}'",
+    ],
+    "lone carriage return as a line break": ["x = 1\ry = 2", "def f():\r    return 1", "x = (1,\r2)", "# c\rx = 1", "x = 1\r\r)"],
+    "continuation lines left of their statement": [
+        "def f():\n    return (1 +\n2)", "def f():\n    return [i for i in\n x]", "def f():\n    x = f(a=\nb)",
+        "class A:\n    def f(self):\n        return self.g(a +\n    b)", "def f():\n    return (1 +\n2",
+    ],
+    "starred expressions": [
+        "x = a, *b", "return *[None] * 3, x", "x = a, *[]", "[a, *[b]] = c", "*a = 1", "(*a) = 1", "x = *a",
+        "f(*a, *b)", "f(**a, *b)", "a, *b, *c = d", "host, *rest = endpoint, *[]", "a[*b]",
+    ],
+    "from __future__": ["from __future__ import *", "from __future__ import braces", "from __future__ import (a,)",
+                        "from __future__ import a,"],
+    "depth limits": [
+        _nest("(", ")", 200), _nest("(", ")", 201), _nest("[", "]", 200), "x = " + "-" * 2000 + "1",
+        "x = " + "-" * 5000 + "1", "x = " + "lambda: " * 2000 + "1", "x = " + "lambda: " * 3000 + "1",
+        "x = " + "+".join(["1"] * 20000), "x = a" + ".b" * 5000, "x = " + "(" * 150 + "-" * 1900 + "1" + ")" * 150,
+    ],
+}
 
 
-def starred_non_names(code: str) -> list[str]:
-    """Starred elements of tuples written without parentheses (``return a, *[b]``, ``x[1, *[2]]``) or of
-    target lists whose operand does not start with a name: CPython takes any expression there,
-    tree-sitter-python 0.23.6 only a name, attribute, subscript or call."""
-    try:
-        tree = ast.parse(code)
-    except Exception:
-        return []
-    out = []
-    for node in ast.walk(tree):
-        if not isinstance(node, (ast.Tuple, ast.List)):
-            continue
-        bare = isinstance(node, ast.Tuple) and not (ast.get_source_segment(code, node) or "").startswith("(")
-        if not (bare or isinstance(node.ctx, ast.Store)):
-            continue
-        for e in node.elts:
-            if isinstance(e, ast.Starred):
-                text = (ast.get_source_segment(code, e) or "*")[1:].lstrip()
-                if not text[:1].isidentifier() or isinstance(e.value, ast.Await):
-                    out.append(ast.get_source_segment(code, e))
-    return out
+def native_verdict(code: str) -> bool:
+    return _native.check_syntax(code, "python")[0] == "ok"
 
 
-def future_star(code: str) -> bool:
-    """``from __future__ import *``: ast.parse accepts it (compile() does not), tree-sitter does not."""
-    return re.search(r"^\s*from\s+__future__\s+import\s+\*", code, re.M) is not None
+def cpython_verdict(code: str) -> bool:
+    return python_parses(code)[0]
 
 
-def strict_kind(code: str) -> str | None:
-    """Which known kind of tree-sitter strictness explains a rejection of code CPython accepts, if any."""
-    if has_bare_cr(code):
-        return "lone carriage return"
-    if dedented_continuations(code):
-        return "continuation line left of its statement"
-    if starred_non_names(code):
-        return "starred non-name in a bare tuple"
-    if future_star(code):
-        return "from __future__ import *"
-    return None
-
-
-# --- tests: a deterministic subset (6,639 responses, 4,184 blocks checked, about 2 s) ---------------------------------
+# --- tests: a deterministic subset (6,639 responses, 4,184 blocks checked) and the verdict classes -----------
 
 
 @pytest.fixture(scope="module")
@@ -402,60 +398,97 @@ def test_subset_is_large_and_mixed(subset):
     assert len(subset["stdlib"]) >= 40
 
 
-def test_tree_sitter_accepts_what_cpython_accepts_on_real_code(subset):
-    """What a CPython-free scorer needs: a block CPython accepts keeps its reward. Holds on the HumanEval
-    solutions, prompts, mutants and responses and on the standard-library sample."""
+@pytest.mark.parametrize("kind", list(VERDICT_CLASSES))
+def test_verdict_class_agrees_with_ast_parse(kind):
+    """Each snippet alone, and fenced in a response through the extraction path a CPython-free scorer uses.
+    Every class holds both valid and invalid snippets."""
+    codes = VERDICT_CLASSES[kind]
+    expected = [cpython_verdict(code) for code in codes]
+    assert {True, False} <= set(expected), kind
+    assert [(code, want) for code, want in zip(codes, expected) if native_verdict(code) != want] == []
+    responses = [f"Here is the code:\n\n```python\n{code}\n```\n" for code in codes]
+    for code, want, (status, _, _, block, *_) in zip(codes, expected,
+                                                     _native.extract_batch(responses, "codescaler", "python", 1, True)):
+        if block:  # a block that strips to nothing is empty_block on both paths
+            assert status == ("ok" if cpython_verdict(block) else "syntax_error"), (kind, code)
+
+
+def test_the_reported_loophole_is_closed():
+    """{"question": "Write f.", "response": "```python\nelse\n```"} was scored 0.416 by the C++ example."""
+    (status, n_blocks, _, code, *_), = _native.extract_batch(["```python\nelse\n```"], "codescaler", "python", 1, True)
+    assert (status, n_blocks, code) == ("syntax_error", 1, "else")
+
+
+def test_real_code_verdicts_agree(subset):
+    """HumanEval responses, solutions, prompts and mutants and the standard-library sample: not one
+    disagreement in either direction."""
     for name in ("humaneval responses", "humaneval solutions", "humaneval mutants", "stdlib"):
-        rejected = [v.code for v in subset[name] if v.cpython and not v.tree_sitter]
-        assert rejected == [], name
+        assert [(v.code, v.cpython) for v in disagreements(subset[name])] == [], name
 
 
-def test_tree_sitter_rejects_cpython_valid_code_only_in_known_ways(subset):
-    """It does not hold everywhere: tree-sitter rejects some code CPython accepts, in four known ways
-    (``strict_kind``). Any other kind of such rejection fails here; each known kind is shown to be the
-    cause: the code without it passes tree-sitter."""
-    strict = [v for vs in subset.values() for v in vs if v.cpython and not v.tree_sitter]
-    assert [(v.code, v.ts_line, v.ts_column) for v in strict if strict_kind(v.code) is None] == []
-    kinds = {strict_kind(v.code) for v in strict}
-    assert kinds == {"lone carriage return", "continuation line left of its statement",
-                     "starred non-name in a bare tuple", "from __future__ import *"}  # the targeted cases
-    for v in strict:
-        kind = strict_kind(v.code)
-        if kind == "lone carriage return":
-            fixed = v.code.replace("\r\n", "\n").replace("\r", "\n")
-        elif kind == "continuation line left of its statement":
-            fixed = reindented(v.code, dedented_continuations(v.code))
-        elif kind == "starred non-name in a bare tuple":
-            fixed = v.code
-            for starred in starred_non_names(v.code):
-                fixed = fixed.replace(starred, "*_")  # a name in its place
-        else:
-            fixed = v.code.replace("import *", "import annotations")
-        assert _native.check_syntax(fixed, "python")[0] == "ok", (kind, v.code, fixed)
+# Disagreements allowed over the subset, as a share of checked blocks: the issue's bound. Measured: 1 of
+# 4,184 (the targeted unknown \N{...} name).
+DISAGREEMENT_BOUND = 0.005
 
 
-# Upper bounds on tree-sitter-only acceptances (CPython rejects; a tree-sitter scorer would give a reward
-# the recipe does not), as a share of checked blocks, from the measurement on this subset (in brackets)
-# with room for seed-independent noise but not for a new kind of leniency:
-# generated responses (11.4% of 1,037: invisible characters, lone surrogates, indentation errors, Python 2
-# print, a lone backslash), HumanEval responses (1 of 492, a tab-indented variant: TabError), damaged
-# HumanEval programs (10.2% of 820: mostly re-indented lines), targeted (26.7% of 329, hand-picked to
-# disagree). Real code (solutions, prompts, mutants, stdlib): none. The subset is fixed, so these rates are
-# exact for this tree-sitter build; the ~1/3 headroom lets a few snippets be added to the corpora, while
-# a grammar or scanner change that makes tree-sitter markedly more lenient (or lenient on real code) fails.
-LENIENCY_BOUND = {"generated": 0.15, "humaneval responses": 0.005, "humaneval solutions": 0.0,
-                  "humaneval mutants": 0.0, "humaneval damaged": 0.14, "targeted": 0.35, "stdlib": 0.0}
+def test_disagreements_are_bounded_and_of_known_kinds(subset):
+    checked = [v for vs in subset.values() for v in vs]
+    wrong = disagreements(checked)
+    assert len(wrong) <= DISAGREEMENT_BOUND * len(checked), len(wrong)
+    assert [(v.code, v.cpython, v.error) for v in wrong if not unknown_character_name(v)] == []
+    assert not any(v.timed_out for v in checked)
 
 
-def test_tree_sitter_leniency_stays_bounded(subset):
-    rates = {name: sum(v.tree_sitter and not v.cpython for v in vs) / len(vs) for name, vs in subset.items()}
-    over = {name: rate for name, rate in rates.items() if rate > LENIENCY_BOUND[name]}
-    assert over == {}, rates
-
-
-def test_lost_indentation_is_the_largest_leniency(humaneval):
-    """tree-sitter-python hardly checks layout: with every line's indentation removed, most HumanEval
-    solutions still parse for tree-sitter (142 of 164 measured), none for CPython."""
+def test_lost_indentation_is_rejected(humaneval):
+    """With every line's indentation removed, no HumanEval solution parses, for CPython or the C++ check
+    (tree-sitter accepted 142 of 164)."""
     vs = verdicts([fence(d) for d in deindented(humaneval_programs(humaneval))])
-    assert len(vs) == 164 and not any(v.cpython for v in vs)
-    assert sum(v.tree_sitter for v in vs) > 120
+    assert len(vs) == 164 and not any(v.cpython or v.native for v in vs)
+
+
+def _cpp_block(size: int) -> str:
+    line = "int f{i}(int a) {{ std::vector<int> v{{a, 2}}; return v[0] + static_cast<int>(v.size()); }}\n"
+    out, i, n = [], 0, 0
+    while n < size:
+        out.append(line.format(i=i))
+        n += len(out[-1])
+        i += 1
+    return "".join(out)
+
+
+def _fewest_steps(code: str, language: str) -> int:
+    """The smallest budget under which `code` does not run out."""
+    lo, hi = 1, 10**9
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if _native.check_syntax(code, language, mid)[0] != "timeout" else (mid + 1, hi)
+    return lo
+
+
+def test_parse_budget_is_the_same_under_load():
+    """The budget counts parser steps, not time: multi-megabyte blocks get the same status alone and while
+    four other processes load the CPU and four threads parse at once, and a block given exactly the steps it
+    needs passes under load while one step fewer is a timeout. (With the old wall-clock budget a 3 MB C++
+    block was ok in one process and timeout in four parallel ones.) No timing is asserted."""
+    blocks = [("python", "x = 1\n" * (3 * 2**20 // 6)),  # 3 MB: 18M steps of the default 32M
+              ("python", "x = 1\n" * (10 * 2**20 // 6)),  # 10 MB: 60M steps
+              ("cpp", _cpp_block(3 * 2**20))]             # 3 MB: about 3M tree-sitter steps
+
+    def statuses() -> list[str]:  # the native path alone, as the C++ scorer runs it
+        return [_native.extract_batch([f"```{lang}\n{code}```"], "best", lang, 1, True)[0][0] for lang, code in blocks]
+
+    alone = statuses()
+    assert alone == ["ok", "timeout", "ok"]
+    small = {"python": "def f(x):\n    return [i * x for i in range(3)]\n" * 2_000, "cpp": _cpp_block(60_000)}
+    need = {lang: _fewest_steps(code, lang) for lang, code in small.items()}
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            loaded = [pool.submit(statuses) for _ in range(2)]
+            edges = [pool.submit(_native.check_syntax, small[lang], lang, need[lang] - k) for lang in small for k in (0, 1)]
+            assert [f.result() for f in loaded] == [alone, alone]
+            assert [f.result()[0] for f in edges] == ["ok", "timeout", "ok", "timeout"]
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()

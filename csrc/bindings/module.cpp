@@ -96,12 +96,12 @@ nb::tuple to_python(std::string_view text, bool ascii, const Extraction& e) {
 }
 
 nb::list py_extract_batch(nb::handle responses, const std::string& policy, const std::string& language,
-                       unsigned threads, bool validate, std::int64_t parse_budget_us) {
+                       unsigned threads, bool validate, std::uint64_t parse_budget_steps) {
   Options options;
   options.policy = parse_policy(policy);
   options.language = parse_language(language);
   options.validate = validate;
-  options.parse_budget_us = parse_budget_us;
+  options.parse_budget_steps = parse_budget_steps;
   // A tuple holds a reference to every response while the GIL is released: another thread may mutate
   // the caller's list meanwhile, and the views below point into the strings.
   nb::object seq = nb::steal(PySequence_Tuple(responses.ptr()));
@@ -229,9 +229,11 @@ nb::tuple py_plan(nb::handle items, const std::vector<std::int64_t>& bounds, std
 }  // namespace
 
 NB_MODULE(_native, m) {
-  m.doc() = "codescaler native core: fence scanning, block selection and tree-sitter syntax validation.";
+  m.doc() = "codescaler native core: fence scanning, block selection and syntax validation (Python as "
+            "CPython's ast.parse decides it, other languages with tree-sitter).";
   m.attr("LANGUAGES") = nb::make_tuple("python", "cpp", "java", "javascript", "go", "rust");
   m.attr("POLICIES") = nb::make_tuple("codescaler", "last", "best");
+  m.attr("PARSE_BUDGET_STEPS") = kDefaultParseBudgetSteps;
 
   nb::class_<Tokenizer>(m, "Tokenizer",
                         "A Hugging Face tokenizer.json (byte-level BPE) read and run by the C++ core.")
@@ -272,13 +274,14 @@ NB_MODULE(_native, m) {
   m.def("extract_batch", &py_extract_batch,
         nb::sig("def extract_batch(responses: collections.abc.Sequence[str], policy: str = 'codescaler', "
                 "language: str = 'python', threads: int = 1, validate: bool = True, "
-                "parse_budget_us: int = 1000000) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]"),
+                "parse_budget_steps: int = PARSE_BUDGET_STEPS) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]"),
         nb::arg("responses"), nb::arg("policy") = "codescaler",
         nb::arg("language") = "python", nb::arg("threads") = 1, nb::arg("validate") = true,
-        nb::arg("parse_budget_us") = 1'000'000,
+        nb::arg("parse_budget_steps") = kDefaultParseBudgetSteps,
         "Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns "
         "one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, "
-        "error_line, error_column) per response, in input order; offsets and columns in code points.");
+        "error_line, error_column) per response, in input order; offsets and columns in code points. "
+        "Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them).");
 
   m.def("plan", &py_plan,
         nb::sig("def plan(items: collections.abc.Sequence[collections.abc.Sequence[int] | None], "
@@ -336,7 +339,7 @@ NB_MODULE(_native, m) {
 
   m.def(
       "check_syntax",
-      [](nb::handle code, const std::string& language, std::int64_t parse_budget_us) {
+      [](nb::handle code, const std::string& language, std::uint64_t parse_budget_steps) {
         Utf8Texts t;
         t.add(code.ptr(), 0);
         const Language lang = parse_language(language);
@@ -344,7 +347,7 @@ NB_MODULE(_native, m) {
         {
           nb::gil_scoped_release release;
           SyntaxChecker checker;
-          r = checker.check(t.views[0], lang, deadline_after_us(parse_budget_us));
+          r = checker.check(t.views[0], lang, parse_budget_steps);
         }
         Extraction e;
         e.status = r.timed_out ? Status::timeout : r.valid ? Status::ok : Status::syntax_error;
@@ -353,7 +356,8 @@ NB_MODULE(_native, m) {
         e.syntax = r;
         return to_python(t.views[0], t.ascii[0], e);
       },
-      nb::sig("def check_syntax(code: str, language: str, parse_budget_us: int = 1000000) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]"),
-      nb::arg("code"), nb::arg("language"), nb::arg("parse_budget_us") = 1'000'000,
-      "tree-sitter's verdict on `code` alone, as an extract_batch tuple.");
+      nb::sig("def check_syntax(code: str, language: str, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]"),
+      nb::arg("code"), nb::arg("language"), nb::arg("parse_budget_steps") = kDefaultParseBudgetSteps,
+      "The C++ verdict on `code` alone (Python: the ast.parse check; other languages: tree-sitter), as an "
+      "extract_batch tuple.");
 }

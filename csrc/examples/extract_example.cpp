@@ -8,7 +8,7 @@ int main() {
   const std::string response =
       "Here is my solution:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nIt adds two numbers.";
   codescaler::SyntaxChecker checker;
-  codescaler::Options options;  // policy codescaler, language python, tree-sitter validation
+  codescaler::Options options;  // policy codescaler, language python, validated as CPython's ast.parse would
   const codescaler::Extraction e = codescaler::extract(response, options, checker);
   std::cout << "status=" << codescaler::status_name(e.status) << " n_blocks=" << e.n_blocks << "\n"
             << e.code(response) << "\n";

@@ -27,10 +27,12 @@ Extraction selected(std::string_view text, const Block& b, std::uint32_t n_block
   return e;
 }
 
+// Checks the selected code, spending from `budget` (the steps left for this response).
 void validate(std::string_view text, Extraction& e, const Options& options, SyntaxChecker& checker,
-              std::int64_t deadline_ns) {
+              std::uint64_t& budget) {
   if (e.status != Status::ok || !options.validate) return;
-  e.syntax = checker.check(e.code(text), options.language, deadline_ns);
+  e.syntax = checker.check(e.code(text), options.language, budget);
+  budget -= std::min(budget, e.syntax.steps);
   if (e.syntax.timed_out) e.status = Status::timeout;
   else if (!e.syntax.valid) e.status = Status::syntax_error;
 }
@@ -71,7 +73,7 @@ std::pair<std::size_t, std::size_t> strip_range(std::string_view text, std::size
 }
 
 Extraction extract(std::string_view text, const Options& options, SyntaxChecker& checker) {
-  const std::int64_t deadline = deadline_after_us(options.parse_budget_us);
+  std::uint64_t budget = options.parse_budget_steps;
   if (options.policy == Policy::codescaler) {
     const std::vector<Block> blocks = scan_codescaler(text);
     Extraction e;
@@ -82,7 +84,7 @@ Extraction extract(std::string_view text, const Options& options, SyntaxChecker&
       return e;
     }
     e = selected(text, blocks[0], 1);
-    validate(text, e, options, checker, deadline);
+    validate(text, e, options, checker, budget);
     return e;
   }
 
@@ -94,7 +96,7 @@ Extraction extract(std::string_view text, const Options& options, SyntaxChecker&
     for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
       if (!tag_matches(text, *it, options.language)) continue;
       Extraction e = selected(text, *it, n_blocks);
-      validate(text, e, options, checker, deadline);
+      validate(text, e, options, checker, budget);
       return e;
     }
     return none;
@@ -121,7 +123,7 @@ Extraction extract(std::string_view text, const Options& options, SyntaxChecker&
   Extraction first_checked = candidates.front();
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     Extraction e = candidates[i];
-    validate(text, e, options, checker, deadline);
+    validate(text, e, options, checker, budget);
     if (e.status == Status::ok || e.status == Status::timeout) return e;
     if (i == 0) first_checked = e;
   }

@@ -3,8 +3,9 @@
 #include <tree_sitter/api.h>
 
 #include <algorithm>
-#include <chrono>
 #include <string>
+
+#include "python_syntax.hpp"
 
 extern "C" {
 const TSLanguage* tree_sitter_python(void);
@@ -30,14 +31,19 @@ const TSLanguage* ts_language(Language language) {
   return nullptr;
 }
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+// tree-sitter calls the progress callback once per kStepsPerCallback parse actions (its
+// OP_COUNT_PER_PARSER_CALLBACK_CHECK), so counting calls counts work, the same on every run.
+constexpr std::uint64_t kStepsPerCallback = 100;
 
-bool past_deadline(TSParseState* state) {
-  return now_ns() > *static_cast<const std::int64_t*>(state->payload);
+struct StepBudget {
+  std::uint64_t limit;
+  std::uint64_t used = 0;
+};
+
+bool out_of_steps(TSParseState* state) {
+  auto* budget = static_cast<StepBudget*>(state->payload);
+  budget->used += kStepsPerCallback;
+  return budget->used > budget->limit;
 }
 
 // Counts ERROR and MISSING nodes, descending only into subtrees that hold an error, and records the
@@ -70,11 +76,6 @@ void count_errors(TSNode root, SyntaxReport& report) {
 }
 
 }  // namespace
-
-std::int64_t deadline_after_us(std::int64_t budget_us) {
-  constexpr std::int64_t kMaxBudgetUs = std::int64_t{1} << 40;  // ~12 days; keeps the sum below overflow
-  return now_ns() + std::clamp<std::int64_t>(budget_us, 0, kMaxBudgetUs) * 1000;
-}
 
 std::optional<Language> language_from_tag(std::string_view tag) {
   std::string t(tag);
@@ -110,14 +111,14 @@ struct SyntaxChecker::Impl {
 SyntaxChecker::SyntaxChecker() : impl_(std::make_unique<Impl>()) {}
 SyntaxChecker::~SyntaxChecker() = default;
 
-SyntaxReport SyntaxChecker::check(std::string_view code, Language language, std::int64_t deadline_ns) {
+SyntaxReport SyntaxChecker::check(std::string_view code, Language language, std::uint64_t budget_steps) {
+  if (language == Language::python) return python::check(code, budget_steps);
   SyntaxReport report;
   TSParser* parser = impl_->parser;
   ts_parser_set_language(parser, ts_language(language));
   struct Source {
     std::string_view code;
   } source{code};
-  // Read in bounded chunks so the progress callback also runs while lexing one huge token.
   TSInput input{};
   input.payload = &source;
   input.encoding = TSInputEncodingUTF8;
@@ -130,14 +131,16 @@ SyntaxReport SyntaxChecker::check(std::string_view code, Language language, std:
     *bytes_read = static_cast<uint32_t>(std::min<std::size_t>(src->code.size() - byte, 1 << 16));
     return src->code.data() + byte;
   };
+  StepBudget budget{budget_steps};
   TSParseOptions options{};
-  options.payload = &deadline_ns;
-  options.progress_callback = past_deadline;
+  options.payload = &budget;
+  options.progress_callback = out_of_steps;
   if (code.size() > UINT32_MAX / 2) {  // tree-sitter offsets are 32-bit
     report.timed_out = true;
     return report;
   }
   TSTree* tree = ts_parser_parse_with_options(parser, nullptr, input, options);
+  report.steps = budget.used;
   if (!tree) {
     ts_parser_reset(parser);  // otherwise the next parse would resume this one
     report.timed_out = true;

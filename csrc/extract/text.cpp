@@ -32,6 +32,17 @@ bool is_space(std::uint32_t cp) {
   return cp != kInvalid && in_ranges(kSpaceRanges, cp);
 }
 
+bool is_id_start(std::uint32_t cp) {
+  if (cp < 0x80) return (cp >= 'A' && cp <= 'Z') || (cp >= 'a' && cp <= 'z') || cp == '_';
+  return cp != kInvalid && in_ranges(kIdStartRanges, cp);
+}
+
+bool is_id_continue(std::uint32_t cp) {
+  if (cp < 0x80)
+    return (cp >= '0' && cp <= '9') || (cp >= 'A' && cp <= 'Z') || (cp >= 'a' && cp <= 'z') || cp == '_';
+  return cp != kInvalid && in_ranges(kIdContinueRanges, cp);
+}
+
 const char* unicode_version() { return CODESCALER_UNICODE_VERSION; }
 
 std::size_t code_points(std::string_view s, std::size_t byte_offset) {

@@ -50,6 +50,10 @@ inline CodePoint decode_before(std::string_view s, std::size_t begin, std::size_
 bool is_word(std::uint32_t cp);
 // Python's str.isspace().
 bool is_space(std::uint32_t cp);
+// PEP 3131 identifiers as Python's str.isidentifier() reads them: may `cp` start one ("_" included), or
+// continue one (XID_Continue)?
+bool is_id_start(std::uint32_t cp);
+bool is_id_continue(std::uint32_t cp);
 
 // The Unicode version of the tables (the generating Python's unicodedata.unidata_version).
 const char* unicode_version();

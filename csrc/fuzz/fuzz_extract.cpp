@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Options options;
   options.policy = static_cast<Policy>(selector % 3);
   options.language = static_cast<Language>((selector / 3) % 6);
-  options.parse_budget_us = 50'000;
+  options.parse_budget_steps = 2'000'000;
   const Extraction e = extract(text, options, checker);
   if (e.code_begin > e.code_end || e.code_end > text.size() || e.tag_begin > e.tag_end ||
       e.tag_end > text.size())

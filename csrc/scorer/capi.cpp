@@ -1,6 +1,7 @@
 // The C ABI over codescaler::Scorer: argument checks, conversion, and nothing thrown across it.
 #include "codescaler/codescaler.h"
 
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -106,6 +107,7 @@ void codescaler_options_init(codescaler_options* options) {
   options->score_empty = d.score_empty ? 1 : 0;
   options->policy = "codescaler";
   options->language = "python";
+  options->parse_budget_steps = d.parse_budget_steps;
 }
 
 codescaler_status codescaler_open(const char* engine_dir, const codescaler_options* options, codescaler_scorer** out,
@@ -115,9 +117,13 @@ codescaler_status codescaler_open(const char* engine_dir, const codescaler_optio
   return guarded(error, error_size, "opening the engine", [&]() -> codescaler_status {
     codescaler::ScorerOptions o;
     if (options) {
-      if (options->struct_size != sizeof(codescaler_options))
+      // The first layout ended at `language`; later fields are read only when the caller's struct has them.
+      constexpr std::size_t kFirstLayout = offsetof(codescaler_options, parse_budget_steps);
+      if (options->struct_size != sizeof(codescaler_options) && options->struct_size != kFirstLayout)
         return invalid("codescaler_open: options.struct_size is wrong; fill options with codescaler_options_init",
                        error, error_size);
+      if (options->struct_size >= offsetof(codescaler_options, parse_budget_steps) + sizeof(uint64_t))
+        o.parse_budget_steps = options->parse_budget_steps;
       o.threads = options->threads;
       o.max_length = options->max_length;
       o.max_batch_tokens = options->max_batch_tokens;

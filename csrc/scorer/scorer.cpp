@@ -125,8 +125,8 @@ ScorerStatus Scorer::Impl::run(const std::vector<std::string_view>& questions,
   Options extract_options;
   extract_options.policy = options.policy;
   extract_options.language = options.language;
-  extract_options.validate = true;  // no CPython here: tree-sitter's verdict (see scorer.hpp)
-  extract_options.parse_budget_us = options.parse_budget_us;
+  extract_options.validate = true;  // no CPython here: the C++ check of CPython's rules (see scorer.hpp)
+  extract_options.parse_budget_steps = options.parse_budget_steps;
   const std::vector<Extraction> found = extract_batch(responses, extract_options, threads);
 
   // Render what runs through the model; a pair the recorded splice does not cover is not scored.

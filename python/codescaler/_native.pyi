@@ -1,5 +1,5 @@
 """
-codescaler native core: fence scanning, block selection and tree-sitter syntax validation.
+codescaler native core: fence scanning, block selection and syntax validation (Python as CPython's ast.parse decides it, other languages with tree-sitter).
 """
 
 from collections.abc import Sequence
@@ -9,6 +9,8 @@ from typing import Final
 LANGUAGES: tuple = ...
 
 POLICIES: tuple = ('codescaler', 'last', 'best')
+
+PARSE_BUDGET_STEPS: int = 32000000
 
 class Tokenizer:
     """
@@ -50,9 +52,9 @@ def unicode_version() -> str:
     The Unicode version of the \\w and whitespace tables built in (the building Python's unicodedata).
     """
 
-def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language: str = 'python', threads: int = 1, validate: bool = True, parse_budget_us: int = 1000000) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]:
+def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language: str = 'python', threads: int = 1, validate: bool = True, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]:
     """
-    Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points.
+    Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points. Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them).
     """
 
 def plan(items: Sequence[Sequence[int] | None], bounds: Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, max_batch_size: int) -> tuple[list[list[int]], list[int], list[int], list[list[tuple[int, list[int]]]]]:
@@ -71,5 +73,7 @@ def scan_tolerant(text: str) -> list[tuple[str, str, bool]]:
 def strip(text: str) -> str:
     """str.strip() as the C++ core computes it."""
 
-def check_syntax(code: str, language: str, parse_budget_us: int = 1000000) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]:
-    """tree-sitter's verdict on `code` alone, as an extract_batch tuple."""
+def check_syntax(code: str, language: str, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]:
+    """
+    The C++ verdict on `code` alone (Python: the ast.parse check; other languages: tree-sitter), as an extract_batch tuple.
+    """

@@ -1,9 +1,10 @@
 """Syntax-aware program extraction: pick the program out of an LLM response and decide whether it parses.
 
-The production path is native (``codescaler._native``: fence scanning, block selection and tree-sitter
-validation in C++, with the GIL released). For Python code CPython's own parser has the final word, as in
-the published recipe. ``extract_spec`` is the recipe itself in plain Python, kept as the executable
-specification the native path is tested against.
+The production path is native (``codescaler._native``: fence scanning, block selection and syntax validation
+in C++, with the GIL released: tree-sitter for most languages, a C++ reading of CPython's ast.parse rules for
+Python). For Python code CPython's own parser has the final word here, as in the published recipe.
+``extract_spec`` is the recipe itself in plain Python, kept as the executable specification the native path
+is tested against.
 
 Policies: ``codescaler`` (the recipe: exactly one block, upstream's exact pattern), ``last`` (the last block
 of the language) and ``best`` (the longest block of the language that parses cleanly, ties to the last).
@@ -27,8 +28,10 @@ FENCE = re.compile(r"```(\w+)?\n(.*?)```", re.DOTALL)
 
 STATUSES = ("ok", "no_block", "multiple_blocks", "empty_block", "syntax_error", "timeout")
 
-# Wall-clock budget for all tree-sitter parsing of one response; past it the status is "timeout".
-PARSE_BUDGET_S = 1.0
+# Parser steps for all native syntax checks of one response (tree-sitter parse actions; tokens and grammar
+# rules for Python); past it the status is "timeout". Steps, not seconds: the same response gets the same
+# status on any machine under any load.
+PARSE_BUDGET_STEPS = _native.PARSE_BUDGET_STEPS
 
 # Above this size the parser allocates millions of AST objects; pausing the cyclic collector for the
 # duration cuts its time about 4x (12 MB of code: 27 s -> 7 s) without changing the result.
@@ -40,8 +43,8 @@ class Extraction:
     """What extraction found in one response.
 
     ``code`` is the program the reward model will see ("" when there is none); ``status`` is one of
-    ``ok``, ``no_block``, ``multiple_blocks``, ``empty_block``, ``syntax_error`` or ``timeout`` (the
-    tree-sitter parse budget ran out); ``error`` carries the deciding parser's message for
+    ``ok``, ``no_block``, ``multiple_blocks``, ``empty_block``, ``syntax_error`` or ``timeout`` (the native
+    parse budget of ``PARSE_BUDGET_STEPS`` steps ran out); ``error`` carries the deciding parser's message for
     ``syntax_error``, and ``error_line``/``error_column`` (1-based, code points) where it found the first
     error. ``n_error_nodes``/``n_missing_nodes`` count tree-sitter's ERROR and MISSING nodes when
     tree-sitter validated the code (0 when CPython alone decided).
@@ -124,25 +127,25 @@ def extract_batch(
     policy: str = "codescaler",
     language: str = "python",
     threads: int | None = None,
-    parse_budget_s: float = PARSE_BUDGET_S,
+    parse_budget_steps: int = PARSE_BUDGET_STEPS,
 ) -> list[Extraction]:
     """``extract`` over many responses, results in input order.
 
-    Scanning, selection and tree-sitter validation run in C++ with the GIL released over ``threads``
-    threads (None: all cores). For Python, CPython's parser then decides validity of each selected
-    program, once per distinct program.
+    Scanning, selection and native validation run in C++ with the GIL released over ``threads`` threads
+    (None: all cores), spending at most ``parse_budget_steps`` parser steps per response. For Python,
+    CPython's parser then decides validity of each selected program, once per distinct program.
     """
     _check(policy, language)
     if not isinstance(responses, (list, tuple)):
         responses = list(responses)
     if threads is not None and threads < 1:
         raise InputError(f"extract_batch(): threads must be >= 1 or None, got {threads}")
+    if isinstance(parse_budget_steps, bool) or not isinstance(parse_budget_steps, int) or parse_budget_steps < 0:
+        raise InputError(f"extract_batch(): parse_budget_steps must be an int >= 0, got {parse_budget_steps!r}")
     cpython = language == "python"
-    # For policy best tree-sitter must rank the candidates even when CPython gives the final verdict.
+    # For policy best the native check must rank the candidates even when CPython gives the final verdict.
     validate = not cpython or policy == "best"
-    rows = _native.extract_batch(
-        responses, policy, language, threads or 0, validate, int(min(max(parse_budget_s, 0.0), 1e6) * 1e6)
-    )
+    rows = _native.extract_batch(responses, policy, language, threads or 0, validate, min(parse_budget_steps, 2**64 - 1))
     verdicts: dict[str, tuple[bool, str | None, int | None, int | None]] = {}
     out = []
     pause = cpython and gc.isenabled()
@@ -160,7 +163,7 @@ def extract_batch(
             elif status == "syntax_error":
                 error = f"tree-sitter: {n_err} ERROR and {n_miss} MISSING node(s), first at line {line}, column {column}"
             elif status == "timeout":
-                error = f"tree-sitter: parse budget of {parse_budget_s:g} s exhausted"
+                error = f"parse budget of {parse_budget_steps} steps exhausted"
             out.append(
                 Extraction(
                     code if status == "ok" else "", status, n_blocks, tag, error, language, line, column, n_err, n_miss

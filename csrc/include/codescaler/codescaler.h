@@ -7,7 +7,8 @@
  * from many threads at once; close it once, after every call on it has returned.
  *
  * Semantics are those of codescaler::Scorer (codescaler/scorer.hpp): the reward is softplus(raw score)
- * for a response with exactly one valid code block (tree-sitter decides validity), else 0.
+ * for a response with exactly one valid code block (Python validity as CPython's ast.parse rules it, other
+ * languages by tree-sitter), else 0.
  */
 #ifndef CODESCALER_H
 #define CODESCALER_H
@@ -45,7 +46,9 @@ typedef enum codescaler_extraction {
 
 typedef struct codescaler_scorer codescaler_scorer;
 
-/* Fill with codescaler_options_init, then change what you need; names match the Python options. */
+/* Fill with codescaler_options_init, then change what you need; names match the Python options.
+ * Fields are only ever added at the end: struct_size tells which ones the caller's header had, and a field
+ * it lacks takes its default (a caller built before parse_budget_steps existed still opens). */
 typedef struct codescaler_options {
   uint32_t struct_size;      /* sizeof(codescaler_options), set by codescaler_options_init */
   uint32_t threads;          /* 0: libtorch's default, every core for extraction */
@@ -56,6 +59,9 @@ typedef struct codescaler_options {
   int32_t score_empty;       /* 0 */
   const char* policy;        /* "codescaler" (default), "last", "best" */
   const char* language;      /* "python" (default), "cpp", "java", "javascript", "go", "rust" */
+  uint64_t parse_budget_steps; /* syntax checks of one response stop after this many parser steps
+                                  (extraction CODESCALER_EXTRACT_TIMEOUT); counted, not timed, so the
+                                  same response gets the same result under any load. 32,000,000 */
 } codescaler_options;
 
 typedef struct codescaler_reward {

@@ -1,4 +1,5 @@
-// Program extraction: pick the code block of a response under a policy and validate its syntax.
+// Program extraction: pick the code block of a response under a policy and validate its syntax (Python as
+// CPython's ast.parse would, other languages with tree-sitter; see syntax.hpp).
 #pragma once
 
 #include <cstddef>
@@ -31,8 +32,9 @@ struct Options {
   // false: stop after selection and leave validity to the caller (status ok means "selected, not yet
   // checked"); Python callers do this to let CPython decide Python validity.
   bool validate = true;
-  // Wall-clock budget for all tree-sitter parsing of one response.
-  std::int64_t parse_budget_us = 1'000'000;
+  // Parser steps for all syntax checks of one response (policy best may check several blocks); past it the
+  // status is timeout. Deterministic: the same response gets the same status on any machine under any load.
+  std::uint64_t parse_budget_steps = kDefaultParseBudgetSteps;
 };
 
 struct Extraction {

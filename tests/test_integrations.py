@@ -8,12 +8,15 @@ in-process float32 ``RewardModel``'s within 1e-4. Retries are shown on a stub se
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures as cf
 import importlib.util
+import inspect
 import json
 import re
 import shlex
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -28,7 +31,7 @@ import yaml
 from codescaler import RewardModel
 from codescaler.integrations import openrlhf, scorer, verl
 from codescaler.integrations.client import (AsyncClient, AuthenticationError, Client, RejectedRequestError,
-                                            ServerBusyError, ServerUnreachableError)
+                                            ServerBusyError, ServerTimeoutError, ServerUnreachableError)
 from codescaler.errors import InputError
 from conftest import fenced
 
@@ -508,6 +511,204 @@ def test_shared_scorer_needs_exactly_one_source(monkeypatch):
         scorer.shared_scorer(url="http://x", model="tiny")
     with pytest.raises(InputError, match="http:// or https://"):
         scorer.shared_scorer(url="x:80")
+
+
+# --------------------------------------------------------------------------- vLLM's /classify and /pooling
+
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def _chatml(question: str, response: str) -> str:
+    """A conversation as a reward model's ChatML template renders it (verl's DisRM sends this as 'input')."""
+    return (f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n"
+            f"<|im_start|>assistant\n{response}<|im_end|>\n")
+
+
+def test_classify_and_pooling_take_vllm_bodies_and_equal_v1_rewards_bitwise(server, cases):
+    questions, responses = cases
+    post = lambda path, body: httpx.post(server + path, json=body, headers=AUTH, timeout=60)  # noqa: E731
+    want = post("/v1/rewards", {"items": [{"question": q, "response": r} for q, r in zip(questions, responses)]})
+    want = want.json()["results"]
+    texts = [_chatml(q, r) for q, r in zip(questions, responses)]
+
+    # input: a list of rendered conversations; vLLM-only fields are accepted (verl's DisRM sends 'activation')
+    got = post("/classify", {"model": "codescaler", "input": texts, "activation": False, "priority": 0,
+                             "truncate_prompt_tokens": -1}).json()
+    assert got["object"] == "list" and got["id"].startswith("classify-") and got["model"] == "codescaler"
+    assert isinstance(got["created"], int)
+    assert [d["index"] for d in got["data"]] == list(range(len(texts)))
+    assert [d["probs"] for d in got["data"]] == [[w["reward"] for w in want][i:i + 1] for i in range(len(want))]
+    assert [(d["raw_score"], d["status"], d["truncated"]) for d in got["data"]] == \
+        [(w["raw_score"], w["status"], w["truncated"]) for w in want]
+    assert {(d["label"], d["num_classes"]) for d in got["data"]} == {("reward", 1)}
+    usage = got["usage"]  # tokens the model ran (a reward cache hit runs none)
+    assert usage["prompt_tokens"] == usage["total_tokens"] and usage["completion_tokens"] == 0
+    fresh = post("/classify", {"input": _chatml(f"q{time.time_ns()}", "```python\nx = 1\n```")}).json()["usage"]
+    assert fresh["prompt_tokens"] == fresh["total_tokens"] > 0
+    pooled = post("/pooling", {"input": texts}).json()
+    assert pooled["id"].startswith("pool-") and [d["object"] for d in pooled["data"]] == ["pooling"] * len(texts)
+    assert [d["data"] for d in pooled["data"]] == [[w["reward"]] for w in want]
+    assert pooled["usage"] == usage
+
+    # input: one string; messages: one conversation (text parts joined); same bits each time
+    for i in (0, 3, 5):
+        one = post("/classify", {"input": texts[i]}).json()["data"]
+        assert one[0]["probs"] == [want[i]["reward"]] and one[0]["index"] == 0
+        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": questions[i]},
+                    {"role": "assistant", "content": [{"type": "text", "text": responses[i][:7]},
+                                                      {"type": "text", "text": responses[i][7:]}]}]
+        for path, key in (("/classify", "probs"), ("/pooling", "data")):
+            got = post(path, {"model": "m", "messages": messages}).json()["data"]
+            assert got[0][key] == [want[i]["reward"]], path
+    b64 = post("/pooling", {"input": texts[0], "encoding_format": "base64"}).json()["data"][0]["data"]
+    assert base64.b64decode(b64) == struct.pack("=f", want[0]["reward"])
+
+    # the question is passed through as rendered: a HumanEval prompt keeps its final newline
+    assert questions[0].endswith("\n")
+
+
+@pytest.mark.parametrize("path", ["/classify", "/pooling"])
+def test_classify_and_pooling_refuse_what_they_cannot_score(server, path):
+    def refused(body: bytes | dict) -> str:
+        kw = {"content": body} if isinstance(body, bytes) else {"json": body}
+        r = httpx.post(server + path, headers={**AUTH, "Content-Type": "application/json"}, timeout=60, **kw)
+        assert r.status_code == 422, r.text
+        return r.json()["error"]["message"]
+
+    ok = _chatml("q", "```python\nx = 1\n```")
+    assert "lone surrogate" in refused(b'{"input": ["' + json.dumps(ok)[1:-1].encode() + b'", "\\ud800"]}')
+    assert refused(b'{"messages": [{"role": "user", "content": "\\udfff"}]}').startswith("messages[0].content")
+    assert "exactly one of 'input' and 'messages'" in refused({"input": ok, "messages": []})
+    assert "token ids are not accepted" in refused({"input": [1, 2, 3]})
+    assert refused({"input": [ok, "plain text"]}).startswith("input[1]: the query is neither ChatML nor Llama-3")
+    assert "no assistant turn" in refused({"messages": [{"role": "user", "content": "q"}]})
+    assert "only text parts" in refused({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})
+    assert "truncate_prompt_tokens 16 is below" in refused({"input": ok, "truncate_prompt_tokens": 16})
+
+
+def test_classify_and_pooling_are_in_the_openapi_schema(server):
+    schema = httpx.get(server + "/openapi.json", timeout=30).json()
+    for path, response in (("/classify", "ClassificationResponse"), ("/pooling", "PoolingResponse")):
+        post = schema["paths"][path]["post"]
+        assert post["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(response)
+        assert {"422", "504"} <= set(post["responses"])
+    fields = schema["components"]["schemas"]["PoolingRequest"]["properties"]
+    assert {"model", "input", "messages", "truncate_prompt_tokens", "encoding_format"} <= set(fields)
+
+
+# ------------------------------------------------------------------ async entry points (verl, TRL)
+
+def test_verl_async_entry_point_equals_the_sync_one(server, qwen3_dir, cases):
+    questions, responses = cases
+    infos = [{"question": q} for q in questions]
+    for kwargs in (dict(model=str(qwen3_dir), dtype="float32"), dict(url=server, api_key=KEY)):
+        sync = [verl.compute_score("d", r, None, info, **kwargs) for r, info in zip(responses, infos)]
+
+        async def per_sample(kwargs=kwargs):  # verl's reward loop: one awaited call per sample, all at once
+            return await asyncio.gather(*(verl.compute_score_async(data_source="d", solution_str=r, ground_truth=None,
+                                                                   extra_info=info, reward_router_address=None,
+                                                                   reward_model_tokenizer=None, **kwargs)
+                                          for r, info in zip(responses, infos)))
+
+        assert asyncio.run(per_sample()) == sync, kwargs
+    assert inspect.iscoroutinefunction(verl.compute_score_async)  # what verl checks to await it
+
+
+def test_trl_async_reward_equals_the_sync_one(server, model, cases, monkeypatch):
+    from codescaler.integrations.trl import AsyncCodeScalerReward, CodeScalerReward
+
+    questions, responses = cases
+    monkeypatch.setenv("CODESCALER_API_KEY", KEY)
+    prompts = [[{"role": "user", "content": q}] for q in questions]
+    completions = [[{"role": "assistant", "content": r}] for r in responses]
+    for target in (model, server):
+        want = CodeScalerReward(target)(prompts, completions)
+        reward = AsyncCodeScalerReward(target)
+        logged = []
+        got = asyncio.run(reward(prompts, completions, log_metric=lambda k, v: logged.append((k, v))))
+        assert got == want and reward.__name__ == "codescaler"
+        assert ("codescaler/fallback", 0.0) in logged if target == server else len(logged) == 2
+    try:
+        from trl.trainer.utils import is_async_callable
+    except ImportError:
+        return
+    assert is_async_callable(AsyncCodeScalerReward(model)) and not is_async_callable(CodeScalerReward(model))
+    with pytest.raises(InputError, match="codescaler serve"):
+        AsyncCodeScalerReward(server, dtype="float32")
+
+
+# --------------------------------------------------------------------------- deadlines and the fallback
+
+class Silent:
+    """A server that accepts connections and never answers (a stopped process: the kernel still accepts)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self):
+        self.sock.close()
+
+
+def test_fallback_on_a_deadline_that_cannot_be_met(server, caplog):
+    silent = Silent()
+    try:
+        for url, timeout in ((silent.url, 0.5), (server, 0.001)):  # no answer; an answer later than 1 ms
+            with Client(url, api_key=KEY, timeout=timeout, fallback=0.0) as c:
+                started = time.monotonic()
+                with caplog.at_level("WARNING", logger="codescaler.client"):
+                    got = c.score(["q"] * 3, ["```python\nx = 1\n```"] * 3)
+                assert time.monotonic() - started < timeout + 2
+                assert [(r.reward, r.raw_score, r.status) for r in got] == [(0.0, None, "timeout")] * 3
+                assert c.fallbacks == 3 and "3 items get the fallback reward 0.0 (timeout)" in caplog.text
+        with Client(silent.url, timeout=0.3) as c, pytest.raises(ServerTimeoutError):  # no fallback: raised
+            c.score(["q"], ["a"])
+
+        async def grouped():
+            async with AsyncClient(silent.url, timeout=0.3, fallback=None, chunk_items=2) as c:
+                return await c.score_groups(["q1", "q2"], [["a", "b"], ["c"]]), c.fallbacks
+
+        groups, count = asyncio.run(grouped())  # two requests, each its own fallbacks, groups kept in shape
+        assert [[(r.reward, r.status) for r in g] for g in groups] == [[(None, "timeout")] * 2, [(None, "timeout")]]
+        assert count == 3
+    finally:
+        silent.close()
+
+
+def test_fallback_on_connection_refused_and_busy_but_not_on_refusals():
+    dead = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with Client(dead, timeout=1.0, fallback=-1.0) as c:  # retries stop at the deadline
+        assert [(r.reward, r.status) for r in c.score(["q"] * 2, ["a"] * 2)] == [(-1.0, "unreachable")] * 2
+    assert time.monotonic() - started < 3 and c.fallbacks == 2
+    # verl's and TRL's entry points give a server's client the fallback 0.0 unless told otherwise
+    assert verl.compute_score("d", "a", None, {"question": "q"}, url=dead, timeout=0.5) == 0.0
+    assert asyncio.run(verl.compute_score_async("d", "a", None, {"question": "q"}, url=dead, timeout=0.5,
+                                                fallback=None)) is None
+    from codescaler.integrations.trl import AsyncCodeScalerReward
+
+    reward, logged = AsyncCodeScalerReward(dead, timeout=0.5), {}
+    assert asyncio.run(reward(["q"] * 2, ["a", "b"], log_metric=logged.__setitem__)) == [0.0, 0.0]
+    assert logged["codescaler/fallback"] == 1.0 and reward.model.fallbacks == 2
+
+    stub = Stub([(503, {"Retry-After": "3600"}, BUSY[2])])
+    try:  # a wait past the deadline is not waited
+        got = Client(stub.url, timeout=1.0, fallback=0.0).score(["q"], ["a"])
+        assert [(r.reward, r.status) for r in got] == [(0.0, "busy")] and len(stub.seen) == 1
+    finally:
+        stub.close()
+    stub = Stub([(422, {}, {"error": {"type": "invalid_request", "message": "items[0].question: bad"}})])
+    try:  # the request itself is wrong: every step would fail alike, so it is raised
+        with pytest.raises(RejectedRequestError, match="items\\[0\\].question"):
+            Client(stub.url, fallback=0.0).score(["q"], ["a"])
+    finally:
+        stub.close()
+    with pytest.raises(InputError, match="fallback must be a number, None or 'raise'"):
+        Client(dead, fallback="zero")
+    with pytest.raises(InputError, match="apply to a server"):
+        verl.compute_score("d", "a", None, {"question": "q"}, model="tiny", timeout=1.0)
 
 
 # ------------------------------------------------------------------------------------- README snippet

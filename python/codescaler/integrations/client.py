@@ -9,14 +9,25 @@ calls, retry when the server is busy (503/429, waiting as its ``Retry-After`` sa
 :class:`RejectedRequestError` (the server refused the request; also an ``InputError``),
 :class:`ServerBusyError`, :class:`ServerUnreachableError`, :class:`ServerTimeoutError`, all
 :class:`ServerError`.
+
+Deadlines and the fallback reward (what slime and miles do for RL): ``timeout`` bounds each request,
+its retries and waits included. With ``fallback=`` a number or None (RL adapters use 0.0), ``score`` and
+``score_groups`` never raise for a request that misses its deadline, finds no server or finds it busy
+through every retry: its items get ``Reward(fallback, None, "", status)`` with status ``"timeout"``,
+``"unreachable"`` or ``"busy"``, ``client.fallbacks`` counts them and a warning is logged. Refusals (401,
+422, 413) and server faults (500) still raise: they would fail every step alike. The default,
+``fallback="raise"``, raises the typed errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
+import math
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -35,6 +46,10 @@ READY_POLL_S = 0.2
 # idempotent, so these are retried. A read timeout is not: the work may simply be too large.
 UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.RemoteProtocolError,
                httpx.ReadError, httpx.WriteError)
+
+
+RAISE = "raise"  # the default fallback: no fallback, the typed errors are raised
+LOG = logging.getLogger("codescaler.client")
 
 
 class ServerError(CodeScalerError):
@@ -68,6 +83,11 @@ class ServerTimeoutError(ServerError):
     """No answer within the timeout (the client's, or the server's own: 504)."""
 
 
+# What a training step should survive (status given to the fallback rewards); refusals and faults are not.
+FALLBACK_ON = {ServerTimeoutError: "timeout", ServerUnreachableError: "unreachable", ServerBusyError: "busy"}
+FALLBACK_STATUSES = frozenset(FALLBACK_ON.values())
+
+
 @dataclass(frozen=True)
 class _Call:
     """One HTTP request and how to read its answer."""
@@ -76,6 +96,8 @@ class _Call:
     path: str
     body: dict | None
     read: Callable[[dict], Any]
+    fill: Callable[[Reward], Any] | None = None  # the answer with every item given one Reward (the fallback)
+    items: int = 0
 
 
 def _per_call(given: dict) -> dict:
@@ -119,11 +141,17 @@ class _Base:
     :class:`AsyncClient`; they differ only in how a request is sent and how a wait is slept."""
 
     def __init__(self, url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float,
-                 chunk_items: int):
+                 chunk_items: int, fallback: float | None | str):
         if not url.startswith(("http://", "https://")):
             raise InputError(f"server url must start with http:// or https://, got {url!r}")
         if retries < 0 or timeout <= 0 or max_retry_wait < 0 or chunk_items < 1:
             raise InputError("timeout and chunk_items must be positive, retries and max_retry_wait not negative")
+        if not (fallback is None or fallback == RAISE or (isinstance(fallback, (int, float))
+                                                          and not isinstance(fallback, bool))):
+            raise InputError(f"fallback must be a number, None or {RAISE!r}, got {fallback!r}")
+        self.fallback = fallback if fallback is None or fallback == RAISE else float(fallback)
+        self.fallbacks = 0  # items given the fallback reward so far
+        self._count_lock = threading.Lock()
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.retries = retries
@@ -151,7 +179,8 @@ class _Base:
 
         n = self.chunk_items
         return [_Call("POST", "/v1/rewards", {"items": [{"question": q, "response": r} for q, r in
-                                                        zip(questions[i:i + n], responses[i:i + n])], **options}, read)
+                                                        zip(questions[i:i + n], responses[i:i + n])], **options}, read,
+                      lambda r, k=len(responses[i:i + n]): [r] * k, len(responses[i:i + n]))
                 for i in range(0, len(responses), n)]
 
     def _groups_calls(self, questions, responses_per_question, options: dict) -> list[_Call]:
@@ -167,15 +196,20 @@ class _Base:
         def read(payload):
             return [[_reward(r) for r in group] for group in payload["results"]]
 
+        def call(chunk, size):
+            sizes = [len(g["responses"]) for g in chunk]
+            return _Call("POST", "/v1/rewards", {"groups": chunk, **options}, read,
+                         lambda r: [[r] * k for k in sizes], size)
+
         calls, chunk, size = [], [], 0
         for q, g in zip(questions, groups):
             if chunk and size + len(g) > self.chunk_items:
-                calls.append(_Call("POST", "/v1/rewards", {"groups": chunk, **options}, read))
+                calls.append(call(chunk, size))
                 chunk, size = [], 0
             chunk.append({"question": q, "responses": g})
             size += len(g)
         if chunk:
-            calls.append(_Call("POST", "/v1/rewards", {"groups": chunk, **options}, read))
+            calls.append(call(chunk, size))
         return calls
 
     def _best_of_n_call(self, question, candidates, options: dict) -> _Call:
@@ -202,7 +236,31 @@ class _Base:
         wait = asked if asked is not None else 0.25 * 2 ** min(attempt, 16)
         return min(self.max_retry_wait, wait) * (1.0 + 0.1 * random.random())
 
-    def _read(self, call: _Call, response: httpx.Response, attempt: int):
+    def _attempt(self, call: _Call, until: float) -> dict:
+        """httpx's arguments for one attempt of a request due by ``until``: the time left, also sent as
+        ``X-Request-Timeout`` (rounded up to the millisecond) so the server drops what nobody awaits."""
+        left = until - time.monotonic()
+        if left <= 0:
+            raise ServerTimeoutError(f"{call.method} {self.url}{call.path}: no answer within {self.timeout:g} s "
+                                     "(retries included)")
+        return {"timeout": httpx.Timeout(left, connect=min(left, 10.0)),
+                "headers": {TIMEOUT_HEADER: f"{math.ceil(left * 1000) / 1000:g}"}}
+
+    def _fallback(self, call: _Call, exc: ServerError):
+        """The call's answer with every item given the fallback reward; ``exc`` again without a fallback."""
+        if self.fallback == RAISE or call.fill is None or type(exc) not in FALLBACK_ON:
+            raise exc
+        status = FALLBACK_ON[type(exc)]
+        with self._count_lock:
+            self.fallbacks += call.items
+        LOG.warning("%s items get the fallback reward %s (%s): %s", call.items, self.fallback, status, exc)
+        return call.fill(Reward(self.fallback, None, "", status, False))
+
+    def _retry(self, attempt: int, wait: float, until: float) -> bool:
+        """Whether to retry after ``wait`` seconds: retries left and the wait ends before the deadline."""
+        return attempt < self.retries and time.monotonic() + wait < until
+
+    def _read(self, call: _Call, response: httpx.Response, attempt: int, until: float):
         """The call's result, or the seconds to wait before retrying; raises the typed error otherwise."""
         where = f"{call.method} {self.url}{call.path}"
         status = response.status_code
@@ -218,9 +276,11 @@ class _Base:
         message, kind = _error_message(response)
         text = f"{where} answered {status}: {message}"
         if status in BUSY:
-            if attempt < self.retries:
-                return None, self._backoff(attempt, _retry_after(response))
-            raise ServerBusyError(f"{text} (still busy after {self.retries} retries)", status=status, type=kind)
+            wait = self._backoff(attempt, _retry_after(response))
+            if self._retry(attempt, wait, until):
+                return None, wait
+            raise ServerBusyError(f"{text} (still busy after {attempt} retries, of {self.retries}, within "
+                                  f"{self.timeout:g} s)", status=status, type=kind)
         if status == 401:
             raise AuthenticationError(text, status=status, type=kind)
         if status == 504:
@@ -229,45 +289,53 @@ class _Base:
             raise RejectedRequestError(text, status=status, type=kind)
         raise ServerError(text, status=status, type=kind)
 
-    def _failed(self, call: _Call, exc: Exception, attempt: int) -> float:
+    def _failed(self, call: _Call, exc: Exception, attempt: int, until: float) -> float:
         """Seconds to wait after a transport failure, or the typed error when retrying is over or pointless."""
         where = f"{call.method} {self.url}{call.path}"
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, UNREACHABLE):
-            raise ServerTimeoutError(f"{where}: no answer within {self.timeout:g} s ({type(exc).__name__})") from exc
-        if attempt < self.retries:
-            return self._backoff(attempt, None)
-        raise ServerUnreachableError(f"{where}: cannot reach the server after {self.retries} retries "
-                                     f"({type(exc).__name__}: {exc})") from exc
+            raise ServerTimeoutError(f"{where}: no answer within {self.timeout:g} s (retries included; "
+                                     f"{type(exc).__name__})") from exc
+        wait = self._backoff(attempt, None)
+        if self._retry(attempt, wait, until):
+            return wait
+        raise ServerUnreachableError(f"{where}: cannot reach the server after {attempt} retries, of {self.retries}, "
+                                     f"within {self.timeout:g} s ({type(exc).__name__}: {exc})") from exc
 
 
 class Client(_Base):
     """A blocking client; safe to share between threads (one connection pool).
 
     ``api_key`` defaults to the ``CODESCALER_API_KEY`` environment variable. ``timeout``: seconds for one
-    request (also sent as ``X-Request-Timeout`` so the server stops working on an abandoned request).
+    request, its retries included (the time left is sent as ``X-Request-Timeout`` so the server stops
+    working on an abandoned request). ``fallback``: the reward given on a missed deadline, no server or a
+    busy one (see the module's docstring); ``"raise"`` (the default) raises instead.
     ``retries``: how often a busy (503/429) or unreachable server is retried (the default backs off for
     about a minute in all, long enough for a server to restart); ``max_retry_wait`` caps one wait.
     ``chunk_items``: responses per request at most (sent one after another).
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 300.0, retries: int = 8,
-                 max_retry_wait: float = 30.0, chunk_items: int = 1024):
-        super().__init__(url, api_key, timeout, retries, max_retry_wait, chunk_items)
+                 max_retry_wait: float = 30.0, chunk_items: int = 1024, fallback: float | None | str = RAISE):
+        super().__init__(url, api_key, timeout, retries, max_retry_wait, chunk_items, fallback)
         self._http = httpx.Client(**self._http_options)
 
     def _send(self, call: _Call):
-        attempt = 0
-        while True:
-            try:
-                response = self._http.request(call.method, call.path, json=call.body)
-            except httpx.TransportError as exc:
-                wait = self._failed(call, exc, attempt)
-            else:
-                result, wait = self._read(call, response, attempt)
-                if wait is None:
-                    return result
-            time.sleep(wait)
-            attempt += 1
+        until, attempt = time.monotonic() + self.timeout, 0
+        try:
+            while True:
+                try:
+                    response = self._http.request(call.method, call.path, json=call.body,
+                                                  **self._attempt(call, until))
+                except httpx.TransportError as exc:
+                    wait = self._failed(call, exc, attempt, until)
+                else:
+                    result, wait = self._read(call, response, attempt, until)
+                    if wait is None:
+                        return result
+                time.sleep(wait)
+                attempt += 1
+        except ServerError as exc:
+            return self._fallback(call, exc)
 
     def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
               language: str | None = None, score_empty: bool | None = None,
@@ -324,23 +392,27 @@ class AsyncClient(_Base):
     requests (the server merges them into its batches). Use it from one event loop."""
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 300.0, retries: int = 8,
-                 max_retry_wait: float = 30.0, chunk_items: int = 1024):
-        super().__init__(url, api_key, timeout, retries, max_retry_wait, chunk_items)
+                 max_retry_wait: float = 30.0, chunk_items: int = 1024, fallback: float | None | str = RAISE):
+        super().__init__(url, api_key, timeout, retries, max_retry_wait, chunk_items, fallback)
         self._http = httpx.AsyncClient(**self._http_options)
 
     async def _send(self, call: _Call):
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(call.method, call.path, json=call.body)
-            except httpx.TransportError as exc:
-                wait = self._failed(call, exc, attempt)
-            else:
-                result, wait = self._read(call, response, attempt)
-                if wait is None:
-                    return result
-            await asyncio.sleep(wait)
-            attempt += 1
+        until, attempt = time.monotonic() + self.timeout, 0
+        try:
+            while True:
+                try:
+                    response = await self._http.request(call.method, call.path, json=call.body,
+                                                        **self._attempt(call, until))
+                except httpx.TransportError as exc:
+                    wait = self._failed(call, exc, attempt, until)
+                else:
+                    result, wait = self._read(call, response, attempt, until)
+                    if wait is None:
+                        return result
+                await asyncio.sleep(wait)
+                attempt += 1
+        except ServerError as exc:
+            return self._fallback(call, exc)
 
     async def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
                     language: str | None = None, score_empty: bool | None = None,

@@ -12,8 +12,10 @@ equal ``rewards``; ``extra_logs`` has ``valid_code`` and ``truncated`` per respo
 
 The scorer is ``$CODESCALER_URL`` (a ``codescaler serve`` server; ``$CODESCALER_API_KEY``) or
 ``$CODESCALER_MODEL`` (a folder, an engine directory or ``tiny``, loaded once per process, concurrent
-calls merged into one model call). With a server and no API key, ``--reward.remote_url
-http://HOST:PORT/get_reward`` reaches the same reward without this file.
+calls merged into one model call). A server that misses the client's deadline, cannot be reached or stays
+busy gives its queries the fallback reward 0.0 (counted and logged by the client) rather than failing
+the step. With a server and no API key, ``--reward.remote_url http://HOST:PORT/get_reward`` reaches the
+same reward without this file.
 """
 
 from __future__ import annotations

@@ -5,11 +5,15 @@
 ``CODESCALER_MODEL`` / ``CODESCALER_API_KEY`` environment variables, for frameworks that call a plain
 function once per item from many threads (verl's reward loop, OpenRLHF): an in-process model then sits
 behind the server's batching scheduler, so concurrent calls become one merged model call, as they do in
-the server. The adapters' text helpers (a prompt's question, a message's text) live here too.
+the server. :func:`shared_async_scorer` is its coroutine twin for asynchronous reward loops (verl's
+reward loop, TRL's async reward functions). A server's client takes ``client_options`` (``timeout``,
+``fallback``: the adapters give 0.0 as the fallback reward, so a missed deadline never fails a step).
+The adapters' text helpers (a prompt's question, a message's text) live here too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from pathlib import Path
@@ -35,11 +39,23 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return per_call, {k: v for k, v in checked.items() if k not in opts.PER_CALL}
 
 
-def open_scorer(target, *, api_key: str | None = None, **load_options):
+ADAPTER_CLIENT = {"fallback": 0.0}  # what the RL adapters give a server's client unless told otherwise
+
+
+def _client_options(target, client_options: dict | None) -> dict:
+    """``client_options`` over the adapters' defaults; an :class:`InputError` when they are given for a
+    target that is not a server."""
+    if client_options and not is_url(target):
+        raise InputError(f"options {sorted(client_options)} apply to a server (an http(s):// URL), not to {target!r}")
+    return {**ADAPTER_CLIENT, **(client_options or {})}
+
+
+def open_scorer(target, *, api_key: str | None = None, client_options: dict | None = None, **load_options):
     """Something with ``RewardModel.score``'s signature: ``target`` itself when it already scores (a
     ``RewardModel``, a ``Client``), a :class:`~codescaler.integrations.client.Client` for an
     ``http(s)://`` URL, else ``RewardModel.from_pretrained(target, **load_options)`` (a model folder, an
     engine directory or ``"tiny"``)."""
+    client_options = _client_options(target, client_options)
     if hasattr(target, "score"):
         if load_options:
             raise InputError(f"options {sorted(load_options)} apply when loading a model; this one is already loaded")
@@ -50,7 +66,7 @@ def open_scorer(target, *, api_key: str | None = None, **load_options):
                              "takes them as `codescaler serve` flags")
         from codescaler.integrations.client import Client
 
-        return Client(target, api_key=api_key)
+        return Client(target, api_key=api_key, **client_options)
     if not isinstance(target, (str, Path)):
         raise TypeError(f"reward model must be a RewardModel, a Client, a path, 'tiny' or an http(s):// URL, "
                         f"got {type(target).__name__}")
@@ -86,10 +102,8 @@ _shared: dict[tuple, Any] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_scorer(*, url: str | None = None, model: str | None = None, api_key: str | None = None,
-                  **load_options):
-    """This process's scorer for ``url`` or ``model`` (else ``$CODESCALER_URL`` or ``$CODESCALER_MODEL``),
-    opened on first use and shared by every later call with the same arguments."""
+def _source(url: str | None, model: str | None, api_key: str | None) -> tuple[str | None, str | None, str | None]:
+    """(url, model, api_key) from the arguments, else from the environment; exactly one of url and model."""
     if url is None and model is None:
         url, model = os.environ.get(URL_ENV) or None, os.environ.get(MODEL_ENV) or None
         where = f"${URL_ENV} and ${MODEL_ENV}"
@@ -101,15 +115,76 @@ def shared_scorer(*, url: str | None = None, model: str | None = None, api_key: 
                          if url is None else f"{where} are both set ({url!r}, {model!r}); give one")
     if url is not None and not is_url(url):
         raise InputError(f"url must start with http:// or https://, got {url!r}")
-    api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    key = (url, api_key) if url is not None else (str(model), tuple(sorted(load_options.items())))
+    return url, model, api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+
+
+def _shared_model(model, load_options: dict) -> MergedModel:
+    key = (str(model), tuple(sorted(load_options.items())))
     with _shared_lock:
         if key not in _shared:
-            if url is not None:
-                _shared[key] = open_scorer(url, api_key=api_key, **load_options)
-            else:
-                _shared[key] = MergedModel(open_scorer(model, **load_options))
+            _shared[key] = MergedModel(open_scorer(model, **load_options))
         return _shared[key]
+
+
+def shared_scorer(*, url: str | None = None, model: str | None = None, api_key: str | None = None,
+                  client_options: dict | None = None, **load_options):
+    """This process's scorer for ``url`` or ``model`` (else ``$CODESCALER_URL`` or ``$CODESCALER_MODEL``),
+    opened on first use and shared by every later call with the same arguments."""
+    url, model, api_key = _source(url, model, api_key)
+    if url is None:
+        _client_options(model, client_options)
+        return _shared_model(model, load_options)
+    key = (url, api_key, tuple(sorted((client_options or {}).items())))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = open_scorer(url, api_key=api_key, client_options=client_options, **load_options)
+        return _shared[key]
+
+
+class ThreadedScorer:
+    """An in-process scorer's ``score`` as a coroutine, run on the event loop's worker threads: the calls
+    of concurrent coroutines wait together and, behind a :class:`MergedModel`, run as one model call."""
+
+    def __init__(self, scorer):
+        self.scorer = scorer
+
+    async def score(self, questions: Sequence[str], responses: Sequence[str], **options) -> list:
+        return await asyncio.to_thread(self.scorer.score, questions, responses, **options)
+
+
+def open_async_scorer(target, *, api_key: str | None = None, client_options: dict | None = None, **load_options):
+    """:func:`open_scorer`'s coroutine twin: an :class:`~codescaler.integrations.client.AsyncClient` for
+    an ``http(s)://`` URL (use it from one event loop), else the scorer :func:`open_scorer` opens, run on
+    worker threads."""
+    if is_url(target):
+        if load_options:
+            raise InputError(f"options {sorted(load_options)} apply to a model loaded here; a server at {target} "
+                             "takes them as `codescaler serve` flags")
+        from codescaler.integrations.client import AsyncClient
+
+        return AsyncClient(target, api_key=api_key, **_client_options(target, client_options))
+    if hasattr(target, "score") and asyncio.iscoroutinefunction(target.score):
+        return target
+    return ThreadedScorer(open_scorer(target, api_key=api_key, client_options=client_options, **load_options))
+
+
+_shared_async: dict[tuple, Any] = {}
+
+
+def shared_async_scorer(*, url: str | None = None, model: str | None = None, api_key: str | None = None,
+                        client_options: dict | None = None, **load_options):
+    """:func:`shared_scorer` for coroutines: for a server, one ``AsyncClient`` per event loop (a client
+    belongs to the loop it was made on); for a model, this process's shared model on worker threads."""
+    url, model, api_key = _source(url, model, api_key)
+    if url is None:
+        _client_options(model, client_options)
+        return ThreadedScorer(_shared_model(model, load_options))
+    key = (asyncio.get_running_loop(), url, api_key, tuple(sorted((client_options or {}).items())))
+    with _shared_lock:
+        if key not in _shared_async:
+            _shared_async[key] = open_async_scorer(url, api_key=api_key, client_options=client_options,
+                                                   **load_options)
+        return _shared_async[key]
 
 
 def text_of(message) -> str:

@@ -6,6 +6,9 @@ this file) and calls ``compute_score(data_source=, solution_str=, ground_truth=,
 ``BatchRewardManager`` (``reward_model.reward_manager=batch``, before the reward loop became the default)
 calls ``compute_score_batch(data_sources=, solution_strs=, ground_truths=, extra_infos=, **reward_kwargs)``
 once per batch. Both return the CodeScaler reward: 0.0 without valid code, else softplus of the raw score.
+``compute_score_async`` has ``compute_score``'s signature as a coroutine: verl's reward loop awaits a
+coroutine function on its event loop (``name=compute_score_async``) instead of running it on a thread,
+so thousands of per-sample requests wait concurrently and the server merges them into its batches.
 
 - The question is ``extra_info["question"]`` (verl's example preprocessors write it), else
   ``extra_info["prompt"]`` (a string, or chat messages whose last user turn is taken), passed as is:
@@ -17,6 +20,10 @@ once per batch. Both return the CodeScaler reward: 0.0 without valid code, else 
   (``policy``, ``language``, ``truncation``, ``score_empty``) and, for ``model``, the load options
   (``dtype``, ``max_length``, ...) are ``reward_kwargs`` too. Concurrent per-response calls are merged
   into one model call, in the server or, for ``model``, by the same scheduler in this process.
+- With ``url``, ``timeout`` (seconds per request, retries included; default 300) and ``fallback`` (the
+  reward on a missed deadline, no server or a busy one; default 0.0, None allowed) are ``reward_kwargs``
+  too: a slow or lost server never raises into the training step; the fallbacks are counted on the
+  client (``shared_scorer(url=...).fallbacks``) and logged.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from codescaler.errors import InputError
-from codescaler.integrations.scorer import question_of, shared_scorer, split_options
+from codescaler.integrations.scorer import question_of, shared_async_scorer, shared_scorer, split_options
 
 QUESTION_KEYS = ("question", "prompt")
+CLIENT_KWARGS = ("timeout", "fallback")
 # Keyword arguments verl itself adds to a custom reward function's call (its reward loop, when a
 # reward-model router runs); they mean nothing here.
 VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
@@ -46,11 +54,12 @@ def _question(extra_info, i: int | None = None) -> str:
                      "write the question into the extra_info column when preparing the dataset")
 
 
-def _scorer_and_options(kwargs: dict[str, Any]):
+def _scorer_and_options(kwargs: dict[str, Any], opener=shared_scorer):
     kwargs = {k: v for k, v in kwargs.items() if k not in VERL_KWARGS}
     url, model, api_key = kwargs.pop("url", None), kwargs.pop("model", None), kwargs.pop("api_key", None)
+    client = {k: kwargs.pop(k) for k in CLIENT_KWARGS if k in kwargs}
     per_call, load = split_options(kwargs)
-    return shared_scorer(url=url, model=model, api_key=api_key, **load), per_call
+    return opener(url=url, model=model, api_key=api_key, client_options=client, **load), per_call
 
 
 def compute_score(data_source, solution_str: str, ground_truth=None, extra_info: dict | None = None,
@@ -58,6 +67,13 @@ def compute_score(data_source, solution_str: str, ground_truth=None, extra_info:
     """The reward of one response (verl's per-item signature)."""
     scorer, per_call = _scorer_and_options(kwargs)
     return scorer.score([_question(extra_info)], [solution_str], **per_call)[0].reward
+
+
+async def compute_score_async(data_source, solution_str: str, ground_truth=None, extra_info: dict | None = None,
+                              **kwargs) -> float:
+    """The reward of one response, as a coroutine (verl's reward loop awaits it)."""
+    scorer, per_call = _scorer_and_options(kwargs, shared_async_scorer)
+    return (await scorer.score([_question(extra_info)], [solution_str], **per_call))[0].reward
 
 
 def compute_score_batch(data_sources: Sequence, solution_strs: Sequence[str], ground_truths: Sequence,

@@ -1,7 +1,9 @@
 """The HTTP reward server: FastAPI routes over the cross-request batching scheduler.
 
 Endpoints: ``POST /v1/rewards``, ``/v1/best_of_n``, ``/v1/rerank`` (and ``/rerank``; the Cohere/Jina/vLLM
-rerank contract), ``/get_reward`` (OpenRLHF's remote reward model), ``GET /health`` and ``/metrics``.
+rerank contract), ``/get_reward`` (OpenRLHF's remote reward model), ``/classify`` and ``/pooling`` (vLLM's
+request and response shapes, so a vLLM reward-model client points here unchanged), ``GET /health`` and
+``/metrics``.
 Every error is ``{"error": {"type": ..., "message": ...}}`` with the message naming the field at fault.
 The server never executes code and never opens a path named in a request.
 """
@@ -9,7 +11,10 @@ The server never executes code and never opens a path named in a request.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
+import struct
+import sys
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -17,13 +22,14 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model,
+                      field_validator, model_validator)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import options as opts
 from ..errors import InputError
 from ..model import lone_surrogate
-from .chat_text import split_query
+from .chat_text import split_messages, split_query
 from .metrics import CONTENT_TYPE, ServeMetrics
 from .scheduler import Overloaded, Scheduler, Scored
 from .settings import ServeSettings
@@ -157,6 +163,75 @@ class GetRewardRequest(PerCall):
     labels: list[Any] | None = None
 
 
+class ChatContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: Text | None = None
+
+    @model_validator(mode="after")
+    def _text_only(self):
+        if self.type != "text" or self.text is None:
+            raise ValueError(f"only text parts are scored, got a {self.type!r} part")
+        return self
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI chat message: ``role`` and the text of ``content`` are read, other fields ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Text
+    content: Text | list[ChatContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class VllmPoolingRequest(PerCall):
+    """vLLM's pooling request forms: ``input`` (one rendered conversation or a list of them) or
+    ``messages`` (one conversation). vLLM-only knobs (``user``, ``priority``, ``request_id``,
+    ``add_special_tokens``, ``use_activation``/``activation``/``softmax``, ``task``, ``chat_template``, ...)
+    are accepted and ignored: the number returned is always the reward."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: Text | None = Field(None, description="ignored (one model is served); echoed in the response")
+    input: Text | list[Text] | None = Field(None, description="chat texts rendered by a chat template (ChatML or "
+                                            "Llama-3): the last user turn is the question, the text after the "
+                                            "last assistant header the response")
+    messages: list[ChatMessage] | None = Field(None, description="one conversation: the last assistant message is "
+                                               "the response, the last user message before it the question")
+    truncate_prompt_tokens: Annotated[StrictInt, Field(ge=-1)] | None = Field(
+        None, description="null, -1 or at least the server's max_length: the reward is defined over the model's "
+        "whole length (see the 'truncation' option for what is cut beyond it)")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value):
+        if isinstance(value, list) and any(isinstance(v, (int, list)) for v in value):
+            raise ValueError("token ids are not accepted: send the rendered text (a string or a list of strings)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.input is None) == (self.messages is None):
+            raise ValueError("send exactly one of 'input' and 'messages'")
+        return self
+
+
+class ClassificationRequest(VllmPoolingRequest):
+    """vLLM's ``ClassificationRequest`` (its completion and chat forms)."""
+
+
+class PoolingRequest(VllmPoolingRequest):
+    """vLLM's ``PoolingRequest`` (its completion and chat forms)."""
+
+    encoding_format: Literal["float", "base64"] = Field("float", description="'base64': the rewards as float32 "
+                                                        "bytes (rounded from the float64 of 'float')")
+    embed_dtype: Literal["float32"] = "float32"
+    endianness: Literal["native", "little", "big"] = "native"
+
+
 class Result(BaseModel):
     reward: float
     raw_score: float | None
@@ -206,6 +281,52 @@ class GetRewardResponse(BaseModel):
     scores: list[float]
     extra_logs: dict[str, list[float]]
     model: ModelInfo
+
+
+class UsageInfo(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+    completion_tokens: int = 0
+    prompt_tokens_details: None = None
+
+
+class RewardFields(BaseModel):
+    """Beyond vLLM's fields (its models keep unknown ones): what ``/v1/rewards`` says of the item."""
+
+    raw_score: float | None
+    status: str
+    truncated: bool
+
+
+class ClassificationData(RewardFields):
+    index: int
+    label: str = Field(description="always 'reward'")
+    probs: list[float] = Field(description="[the reward]: 0.0 without valid code, else softplus of the raw score")
+    num_classes: int = Field(description="always 1")
+
+
+class ClassificationResponse(BaseModel):
+    id: str
+    object: Literal["list"]
+    created: int
+    model: str
+    data: list[ClassificationData]
+    usage: UsageInfo
+
+
+class PoolingData(RewardFields):
+    index: int
+    object: Literal["pooling"]
+    data: list[float] | str = Field(description="[the reward], or its float32 bytes in base64")
+
+
+class PoolingResponse(BaseModel):
+    id: str
+    object: Literal["list"]
+    created: int
+    model: str
+    data: list[PoolingData]
+    usage: UsageInfo
 
 
 class HealthResponse(BaseModel):
@@ -462,7 +583,8 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
             try:
                 q, r = split_query(query, None if body.prompts is None else body.prompts[i])
             except InputError as exc:
-                raise ApiError(422, "invalid_request", f"query[{i}]: {exc}") from None
+                hint = "; send 'prompts' so the response can be told from the prompt" if body.prompts is None else ""
+                raise ApiError(422, "invalid_request", f"query[{i}]: {exc}{hint}") from None
             questions.append(q)
             responses.append(r)
         got = (await score(request, questions, responses, body)).rewards
@@ -471,6 +593,56 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
                              "extra_logs": {"valid_code": [float(r.status == "ok") for r in got],
                                             "truncated": [float(r.truncated) for r in got]},
                              "model": model_info()})
+
+    async def vllm_pooling(body: VllmPoolingRequest, request: Request, prefix: str) -> tuple[dict, list[dict]]:
+        """Score a vLLM-shaped body: the response's common fields and, per item, the reward's fields."""
+        limit = body.truncate_prompt_tokens
+        if limit is not None and limit != -1 and scheduler.ready and limit < scheduler.model.max_length:
+            raise ApiError(422, "invalid_request", f"truncate_prompt_tokens {limit} is below the server's max_length "
+                           f"({scheduler.model.max_length}): the reward is defined over the model's whole length; "
+                           "send null or -1 (the 'truncation' option says what is cut beyond it)")
+        try:
+            if body.messages is not None:
+                where = "messages"
+                pairs = [split_messages([(m.role, m.text()) for m in body.messages])]
+            else:
+                texts = [body.input] if isinstance(body.input, str) else body.input
+                pairs = []
+                for i, text in enumerate(texts):
+                    where = "input" if isinstance(body.input, str) else f"input[{i}]"
+                    pairs.append(split_query(text))
+        except InputError as exc:
+            hint = "" if where == "messages" else "; or send the conversation as 'messages'"
+            raise ApiError(422, "invalid_request", f"{where}: {exc}{hint}") from None
+        scored = await score(request, [q for q, _ in pairs], [r for _, r in pairs], body)
+        tokens = sum(scored.tokens)
+        common = {"id": f"{prefix}-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
+                  "model": body.model or scheduler.model.source,
+                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
+                            "prompt_tokens_details": None}}
+        return common, [{"index": i, "raw_score": r.raw_score, "status": r.status, "truncated": r.truncated,
+                         "reward": r.reward} for i, r in enumerate(scored.rewards)]
+
+    @app.post("/classify", response_model=ClassificationResponse, responses=ERRORS,
+              summary="vLLM classify: probs = [reward] per input (rendered chat texts, or one conversation)")
+    async def classify(body: ClassificationRequest, request: Request):
+        common, items = await vllm_pooling(body, request, "classify")
+        data = [{"index": x["index"], "label": "reward", "probs": [x.pop("reward")], "num_classes": 1, **x}
+                for x in items]
+        return JSONResponse({**common, "data": data})
+
+    @app.post("/pooling", response_model=PoolingResponse, responses=ERRORS,
+              summary="vLLM pooling: data = [reward] per input (rendered chat texts, or one conversation)")
+    async def pooling(body: PoolingRequest, request: Request):
+        common, items = await vllm_pooling(body, request, "pool")
+        order = sys.byteorder if body.endianness == "native" else body.endianness
+        data = []
+        for x in items:
+            reward = [x.pop("reward")]
+            if body.encoding_format == "base64":
+                reward = base64.b64encode(struct.pack(("<" if order == "little" else ">") + "f", reward[0])).decode()
+            data.append({"index": x["index"], "object": "pooling", "data": reward, **x})
+        return JSONResponse({**common, "data": data})
 
     @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}},
              summary="200 once the model is loaded and warmed, 503 before (no API key needed)")

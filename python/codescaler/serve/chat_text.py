@@ -1,5 +1,6 @@
 """(question, response) from the text an RL framework sends: a policy's chat-template-rendered query,
-optionally with the prompt it continued (OpenRLHF's remote reward model contract, ``/get_reward``).
+optionally with the prompt it continued (OpenRLHF's remote reward model contract, ``/get_reward``; vLLM's
+``/classify`` and ``/pooling`` ``input``), or a conversation as chat messages (their ``messages`` form).
 
 The question and the response are passed through exactly as they were rendered: the question is the
 text between the user turn's header and its end marker, byte for byte (a HumanEval prompt keeps its
@@ -26,6 +27,7 @@ what was rendered is what is scored.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from ..errors import InputError
 
@@ -78,5 +80,18 @@ def split_query(query: str, prompt: str | None = None) -> tuple[str, str]:
         turns = user.findall(query, 0, max(at, 0))
         if at >= 0 and turns:
             return turns[-1], _answer(query[at + len(assistant):])
-    raise InputError("the query is neither ChatML nor Llama-3 (no user turn followed by an assistant header); "
-                     "send 'prompts' so the response can be told from the prompt")
+    raise InputError("the query is neither ChatML nor Llama-3 (no user turn followed by an assistant header)")
+
+
+def split_messages(turns: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """(question, response) of a conversation given as (role, text) turns, as :func:`split_query` splits
+    its rendering: the response is the last assistant turn (up to an end marker, without a leading think
+    block), the question the last user turn before it, as is. Raises :class:`InputError` when there is no
+    assistant turn, or no user turn before it."""
+    last = max((i for i, (role, _) in enumerate(turns) if role == "assistant"), default=None)
+    if last is None:
+        raise InputError("no assistant turn to score: the last assistant message is the response")
+    users = [text for role, text in turns[:last] if role == "user"]
+    if not users:
+        raise InputError("no user turn before the last assistant turn: the last user message is the question")
+    return users[-1], _answer(turns[last][1])

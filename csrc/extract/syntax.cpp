@@ -8,7 +8,6 @@
 #include "python_syntax.hpp"
 
 extern "C" {
-const TSLanguage* tree_sitter_python(void);
 const TSLanguage* tree_sitter_cpp(void);
 const TSLanguage* tree_sitter_java(void);
 const TSLanguage* tree_sitter_javascript(void);
@@ -21,7 +20,7 @@ namespace {
 
 const TSLanguage* ts_language(Language language) {
   switch (language) {
-    case Language::python: return tree_sitter_python();
+    case Language::python: return nullptr;  // python::check decides Python, as CPython would
     case Language::cpp: return tree_sitter_cpp();
     case Language::java: return tree_sitter_java();
     case Language::javascript: return tree_sitter_javascript();

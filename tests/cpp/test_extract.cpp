@@ -121,6 +121,43 @@ void test_languages() {
   EXPECT(!r.valid && r.error_line >= 1);
 }
 
+// Python validity without CPython: each case's expected verdict is ast.parse's (CPython 3.11), checked by
+// tests/test_verdict.py against the interpreter itself.
+void test_python_verdict() {
+  struct Case {
+    const char* code;
+    bool valid;
+  };
+  const std::vector<Case> cases = {
+      {"else", false}, {"except:\n    pass", false}, {"\\", false}, {"`x`", false}, {"x := 1", false},
+      {"\xEF\xBB\xBFx = 1", false}, {"print x", false}, {"if 1:\n\tx = 1\n        y = 2", false},
+      {"if x:\n    a\n  b", false}, {"x\xE2\x80\x8B = 1", false}, {"x = '\xED\xA0\x80'", false},
+      {"await = 1", false}, {"f'{x!z}'", false}, {"x = 07", false},
+      {"x = 1\ry = 2", true}, {"def f():\n    return (1 +\n2)", true}, {"x = a, *[]", true},
+      {"from __future__ import *", true}, {"f'{x!r:>{w}}' 'y'", true}, {"print(x, end='')", true},
+      {"match x:\n    case [1, *r] | {'a': _}:\n        pass", true}, {"x = 1if y else 2", true},
+  };
+  SyntaxChecker checker;
+  for (const Case& c : cases) {
+    const SyntaxReport r = checker.check(c.code, Language::python, kDefaultParseBudgetSteps);
+    if (r.valid != c.valid) std::fprintf(stderr, "python verdict wrong for %s\n", c.code);
+    EXPECT(r.valid == c.valid && !r.timed_out && (r.valid || (r.error != nullptr && r.error_line >= 1)));
+  }
+  // The reported loophole: a response whose only block is `else` is a syntax error, so its reward is 0.
+  EXPECT(run("```python\nelse\n```", Policy::codescaler, Language::python).status == Status::syntax_error);
+  // The budget counts steps: a check given exactly the steps it took gets the same verdict, one fewer is a
+  // timeout, whatever the machine's load (tree-sitter's steps come in hundreds).
+  for (Language language : {Language::python, Language::cpp}) {
+    std::string code;
+    for (int i = 0; i < 50; ++i)
+      code += language == Language::python ? "x = [i for i in y]\n" : "int f() { return [](int a) { return a; }(1); }\n";
+    const SyntaxReport full = checker.check(code, language, kDefaultParseBudgetSteps);
+    EXPECT(full.valid && full.steps > 0);
+    EXPECT(checker.check(code, language, full.steps).valid);
+    EXPECT(checker.check(code, language, full.steps - (language == Language::python ? 1 : 100)).timed_out);
+  }
+}
+
 void test_hostile() {
   const auto start = std::chrono::steady_clock::now();
   std::string big(10 << 20, 'a');
@@ -165,6 +202,7 @@ int main() {
   test_scan_tolerant();
   test_policies();
   test_languages();
+  test_python_verdict();
   test_hostile();
   test_batch_order();
   if (failures) {

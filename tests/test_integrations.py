@@ -637,6 +637,26 @@ def test_trl_async_reward_equals_the_sync_one(server, model, cases, monkeypatch)
         AsyncCodeScalerReward(server, dtype="float32")
 
 
+def test_trl_awaits_the_async_reward_inside_a_grpo_step(server, model, tiny_policy, tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    from trl import GRPOConfig, GRPOTrainer
+
+    from codescaler.integrations.trl import AsyncCodeScalerReward
+    from codescaler.training.grpo_example import humaneval_prompts
+
+    monkeypatch.setenv("CODESCALER_API_KEY", KEY)
+    reward = AsyncCodeScalerReward(server)
+    config = GRPOConfig(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2, num_generations=2,
+                        max_completion_length=8, logging_steps=1, save_strategy="no", report_to=[], seed=0,
+                        bf16=False, disable_tqdm=True)
+    trainer = GRPOTrainer(model=str(tiny_policy), reward_funcs=reward, args=config, train_dataset=humaneval_prompts(2))
+    trainer.train()
+    assert trainer.state.global_step == 1 and reward.calls >= 1 and reward.last
+    assert all(r.status not in ("timeout", "unreachable", "busy") for r in reward.last)
+    logged = [e for e in trainer.state.log_history if "rewards/codescaler/mean" in e]
+    assert logged and logged[0]["codescaler/fallback"] == 0.0
+
+
 # --------------------------------------------------------------------------- deadlines and the fallback
 
 class Silent:

@@ -44,8 +44,8 @@ class Plan:
 
     @property
     def shared(self) -> list[Unit]:
-        """The units that share a prefix."""
-        return [u for pack in self.packs for u in pack if u.prefix]
+        """The units whose prefix runs once for several answers."""
+        return [u for pack in self.packs for u in pack if u.prefix and len(u.members) > 1]
 
     def unit_tokens(self, u: Unit) -> int:
         return unit_tokens(u, self.seqs)

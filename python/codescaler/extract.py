@@ -145,7 +145,8 @@ def extract_batch(
     cpython = language == "python"
     # For policy best the native check must rank the candidates even when CPython gives the final verdict.
     validate = not cpython or policy == "best"
-    rows = _native.extract_batch(responses, policy, language, threads or 0, validate, min(parse_budget_steps, 2**64 - 1))
+    budget = min(parse_budget_steps, 2**64 - 1)
+    rows = _native.extract_batch(responses, policy, language, threads or 0, validate, budget)
     verdicts: dict[str, tuple[bool, str | None, int | None, int | None]] = {}
     out = []
     pause = cpython and gc.isenabled()

@@ -10,7 +10,7 @@
 // - Python validity is decided without CPython, by a C++ reading of CPython 3.11's ast.parse rules
 //   (tokenizer, grammar, literal checks, depth limits; see syntax.hpp). benchmarks/bench_verdict.py and
 //   tests/test_verdict.py measure it against ast.parse: 1 disagreement on 9,742 awkward blocks (an unknown
-//   \N{...} character name, accepted here), none on 32,279 real files. The parse budget
+//   \N{...} character name, accepted here), none on 32,399 real files. The parse budget
 //   (parse_budget_steps) is counted in parser steps, not time: a 10 MB block of "x = 1" lines is always
 //   Status::timeout, where Python's CPython path would score it.
 // - The chat template is the splice recorded at export (head + question + middle + code + tail, with the

@@ -127,7 +127,8 @@ def _python(engine: Path, bon, grpo, repeats: int) -> dict:
     from codescaler import RewardModel
 
     t0 = time.perf_counter()
-    model = RewardModel.from_pretrained(engine, prefix_cache_mb=0)  # the C++ scorer has no question cache
+    # The C++ scorer has no question or reward cache, and the repeats score the same pairs.
+    model = RewardModel.from_pretrained(engine, prefix_cache_mb=0, reward_cache="off")
     open_s = time.perf_counter() - t0
     lat = []
     for _ in range(repeats):

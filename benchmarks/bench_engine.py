@@ -63,6 +63,8 @@ def main(argv=None) -> None:
         m.score(w.questions[:16], w.responses[:16])
         if m.prefix_cache is not None:  # the warm-up's questions would be cached: every backend starts cold
             m.prefix_cache.clear()
+        if m.reward_cache is not None:  # and its answers' scores
+            m.reward_cache.clear()
         t = time.perf_counter()
         out_rewards = m.score(w.questions, w.responses)
         seconds = time.perf_counter() - t

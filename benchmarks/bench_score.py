@@ -134,10 +134,12 @@ class Startup:
 
 
 def _fresh(model):
-    """``model`` with its question cache emptied: every timed call sees its questions for the first time
-    (a repeated workload would otherwise find them cached)."""
+    """``model`` with its question and reward caches emptied: every timed call sees its questions and
+    answers for the first time (a repeated workload would otherwise find them cached)."""
     if model.prefix_cache is not None:
         model.prefix_cache.clear()
+    if model.reward_cache is not None:
+        model.reward_cache.clear()
     return model
 
 

@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
 
     # The server's own deadline is the run's: a request that waits long under load is slow, not lost.
-    common = ["--dtype", args.dtype, "--threads", str(args.threads), "--timeout", str(args.time_limit)]
+    # No reward cache: the repeated small requests would be answered from it.
+    common = ["--dtype", args.dtype, "--threads", str(args.threads), "--timeout", str(args.time_limit),
+              "--reward-cache", "off"]
     runs = []
     for label, flags in ((f"server, batching ({args.window_ms:g} ms window)", ["--batch-window-ms", str(args.window_ms)]),
                          ("server, no batching", ["--no-batching", "--batch-window-ms", "0"])):
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(serve_mode(model, common + flags, plan, label, small, args.small_reps, args.time_limit))
 
     print("running: in-process ...", file=sys.stderr)
-    m = RewardModel.from_pretrained(model, dtype=args.dtype, threads=args.threads)
+    m = RewardModel.from_pretrained(model, dtype=args.dtype, threads=args.threads, reward_cache="off")
     m.score(*zip(*pairs[:GROUP]))
     t = time.perf_counter()
     local = {pair: r.reward for pair, r in zip(pairs, m.score_iter(pairs))}

@@ -28,7 +28,8 @@ def _bits(rewards):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 def test_cache_hits_give_the_bits_of_misses(qwen3_dir, humaneval, dtype):
     qs, rs = _step(humaneval)
-    cached = RewardModel.from_pretrained(qwen3_dir, dtype=dtype)
+    # The reward cache would answer the repeated pairs before the question cache is asked.
+    cached = RewardModel.from_pretrained(qwen3_dir, dtype=dtype, reward_cache="off")
     plain = RewardModel.from_pretrained(qwen3_dir, dtype=dtype, prefix_cache_mb=0)
     assert plain.prefix_cache is None and cached.prefix_cache is not None
     want = [plain.score([q], [r])[0] for q, r in zip(qs, rs)]
@@ -67,7 +68,7 @@ def test_cache_option_is_checked_and_shown_in_metrics(qwen3_dir):
 
     with pytest.raises(InputError, match="prefix_cache_mb must be an integer >= 0"):
         RewardModel.from_pretrained(qwen3_dir, prefix_cache_mb=-1)
-    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32", prefix_cache_mb=64)
+    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32", prefix_cache_mb=64, reward_cache="off")
     with TestClient(create_app(m)) as client:
         scheduler = client.app.state.scheduler
         assert scheduler.loaded.wait(300) and scheduler.error is None, scheduler.error

@@ -64,8 +64,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def main(qwen3_dir, tmp_path_factory):
+    # No reward cache: these tests watch batching, queues and deadlines, which a cache hit skips.
     s = Server(qwen3_dir, tmp_path_factory.mktemp("serve") / "main.log", "--batch-window-ms", str(WINDOW_MS),
-               "--max-items", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY))
+               "--max-items", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY), "--reward-cache", "off")
     yield s
     s.stop()
 
@@ -73,7 +74,7 @@ def main(qwen3_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def guarded(qwen3_dir, tmp_path_factory):
     s = Server(qwen3_dir, tmp_path_factory.mktemp("serve") / "guarded.log", "--batch-window-ms", str(WINDOW_MS),
-               "--max-queue", "8", env={"CODESCALER_API_KEY": KEY})
+               "--max-queue", "8", "--reward-cache", "off", env={"CODESCALER_API_KEY": KEY})
     yield s
     s.stop()
 

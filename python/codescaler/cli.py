@@ -120,6 +120,7 @@ class ScoreSummary:
     errors: int = 0
     truncated: int = 0
     model: str | None = None  # RewardModel.describe(), or None when no line needed the model
+    reward_cache: str | None = None  # RewardCache.summary() after the run, or None without a cache
 
 
 def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progress: bool | None = None,
@@ -180,6 +181,9 @@ def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progres
             write(*pending.popleft(), reward)
         while pending:
             write(*pending.popleft())
+        cache = getattr(model, "reward_cache", None)
+        if cache is not None:
+            summary.reward_cache = cache.summary()
     dst.flush()
     bar.close()
     return summary
@@ -241,6 +245,8 @@ def cmd_score(args) -> int:
     print(f"codescaler: {summary.lines} line(s) in {took:.1f} s -> {where}: {', '.join(parts)}", file=sys.stderr)
     print(f"codescaler: model {summary.model}" if summary.model else
           "codescaler: no line could be scored; the model was not loaded", file=sys.stderr)
+    if summary.reward_cache:
+        print(f"codescaler: reward cache {summary.reward_cache}", file=sys.stderr)
     if summary.errors:
         print("codescaler: lines with status input_error carry an 'error' naming the line and the problem",
               file=sys.stderr)

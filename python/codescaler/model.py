@@ -9,6 +9,7 @@ from typing import Iterable, Iterator, Sequence
 from codescaler.engine.layout import padded
 
 from . import options as opts
+from . import reward_cache as rcache
 from .encode import Encoder
 from .errors import InputError, ModelLoadError
 from .extract import extract_batch
@@ -144,6 +145,7 @@ class RewardModel:
         self.options = options
         self.template = template or ChatTemplate(tokenizer, source=source)
         self.encoder = Encoder(tokenizer, self.template, options["max_length"], options["truncation"])
+        self.reward_cache: rcache.RewardCache | None = None  # attached by from_pretrained after the warm-up
         # One small pass through every stage (tokenizer threads, compiled blocks, attention kernels), so
         # the first real call costs what later ones do.
         self.score(["warm-up"], ["```python\npass\n```"])
@@ -188,6 +190,7 @@ class RewardModel:
                  "max_length": max_length, **options}
         checked = {**opts.defaults(), **opts.checked(given)}
         backend, threads = checked["backend"], checked["threads"]
+        store = rcache.open_store(checked)  # before the load: a bad Redis URL fails at once
         path = resolve_model(path)
         if EngineDir.is_engine(path):
             from .backends.onnx_backend import OnnxBackend
@@ -254,8 +257,10 @@ class RewardModel:
         checked["backend"] = runner.name
         checked["dtype"] = runner.dtype
         checked["max_length"] = checked["max_length"] or 4096
-        return cls(runner, tokenizer, source=str(path), options=checked,
-                   template=template if EngineDir.is_engine(path) else None)
+        model = cls(runner, tokenizer, source=str(path), options=checked,
+                    template=template if EngineDir.is_engine(path) else None)
+        model.reward_cache = rcache.attach(store, path, runner)  # after the warm-up: counters start at 0
+        return model
 
     @property
     def max_length(self) -> int:
@@ -316,6 +321,16 @@ class RewardModel:
             seqs[i] = s
             truncated[i] = o
             bounds[i] = b
+        # The reward cache: exact only while the backend's scores do not depend on their batch.
+        cache = self.reward_cache if getattr(getattr(self.backend, "decoder", None), "invariant", False) else None
+        keys: dict[int, bytes] = {}
+        cached: dict[bytes, float] = {}
+        if cache is not None and idx:
+            keys = {i: cache.key(seqs[i], bounds[i]) for i in idx}
+            cached = cache.get(list(dict.fromkeys(keys.values())))
+            for i, k in keys.items():
+                if k in cached:
+                    seqs[i] = None  # not planned: no forward pass
         packs = getattr(self.backend, "packs", False)
         p = plan(seqs, bounds, self.backend.pad_id, packed=packs, share=self.share_prefix,
                  max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
@@ -334,7 +349,13 @@ class RewardModel:
                                                    self.backend.pad_id))
             for k, v in zip(batch, got.tolist()):
                 scores[k] = v
-        return [scores[k] if k >= 0 else None for k in p.slot], truncated
+        raws = [scores[k] if k >= 0 else None for k in p.slot]
+        if cache is not None:
+            cache.put({k: raws[i] for i, k in keys.items() if k not in cached})
+            for i, k in keys.items():
+                if k in cached:
+                    raws[i] = cached[k]
+        return raws, truncated
 
     def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
               language: str | None = None, score_empty: bool | None = None,

@@ -19,6 +19,8 @@ POLICIES = ("codescaler", "last", "best")
 LANGUAGES = ("python", "cpp", "java", "javascript", "go", "rust")
 TRUNCATIONS = ("right", "question")
 COMPILES = ("auto", "off")
+REWARD_CACHES = ("memory", "off")
+URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Option:
     nullable: bool = False  # None is a value (meaning "choose for me")
     aliases: tuple[tuple[Any, Any], ...] = ()  # other accepted spellings of a choice, e.g. (True, "now")
     minimum: int = 1  # the least value of an int option
+    prefixes: tuple[str, ...] = ()  # a str starting with one of these is accepted besides the choices (URLs)
 
     @property
     def flag(self) -> str:
@@ -55,8 +58,11 @@ class Option:
                 what = "a positive integer" if self.minimum == 1 else f"an integer >= {self.minimum}"
                 raise InputError(f"{self.name} must be {what}, got {value!r}")
             return value
+        if isinstance(value, str) and self.prefixes and value.startswith(self.prefixes):
+            return value
         if self.choices is not None and value not in self.choices:
-            raise InputError(f"{self.name} {value!r} is not available; choose one of {', '.join(self.choices)}")
+            also = [p + "..." for p in self.prefixes]
+            raise InputError(f"{self.name} {value!r} is not available; choose one of {', '.join([*self.choices, *also])}")
         return value
 
 
@@ -90,6 +96,14 @@ OPTIONS: tuple[Option, ...] = (
            "them from the cache, building them first if this machine has none for the model's layer shape "
            "and dtype (once, ~20-60 s); 'off' runs them eagerly (rewards differ from compiled ones by "
            "rounding in bfloat16)", COMPILES, aliases=((True, "auto"), (False, "off"))),
+    Option("reward_cache", str, "memory", "exact reward cache (torch backend): a sequence scored once is not "
+           "run again. 'memory' keeps raw scores in this process, 'redis://HOST:PORT/DB' in Redis shared by "
+           "processes and replicas (a Redis outage costs speed, never a reward), 'off' none", REWARD_CACHES,
+           prefixes=URL_SCHEMES),
+    Option("reward_cache_entries", int, 1_000_000, "raw scores the in-process reward cache keeps, least "
+           "recently used evicted first (~180 bytes each)"),
+    Option("reward_cache_ttl", int, 7 * 24 * 3600, "seconds a raw score stays in a Redis reward cache; 0 keeps "
+           "it until Redis evicts it (its maxmemory policy bounds the size)", minimum=0),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -123,8 +137,9 @@ def add_arguments(parser, names=None) -> None:
             parser.add_argument(opt.flag, dest=opt.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=opt.help + default)
         else:
-            parser.add_argument(opt.flag, dest=opt.name, type=opt.kind, choices=opt.choices, default=None,
-                                metavar=None if opt.choices else opt.name.upper(), help=opt.help + default)
+            choices = None if opt.prefixes else opt.choices  # checked by the table, URLs included
+            parser.add_argument(opt.flag, dest=opt.name, type=opt.kind, choices=choices, default=None,
+                                metavar=None if choices else opt.name.upper(), help=opt.help + default)
 
 
 def from_args(args, names=None) -> dict[str, Any]:

@@ -465,6 +465,7 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
                                 max_batch_tokens=settings.max_batch_tokens_in_flight, max_batch_items=settings.max_items,
                                 max_queue=settings.max_queue, merge=settings.batching, metrics=metrics)
     metrics.watch_prefix_cache(lambda: getattr(scheduler.model, "prefix_cache", None) if scheduler.ready else None)
+    metrics.watch_reward_cache(lambda: getattr(scheduler.model, "reward_cache", None) if scheduler.ready else None)
 
     @asynccontextmanager
     async def lifespan(_app):

@@ -49,6 +49,11 @@ class ServeMetrics:
         before the model is loaded or when it has none) at every scrape."""
         self.registry.register(_PrefixCacheCollector(get_cache))
 
+    def watch_reward_cache(self, get_cache) -> None:
+        """Report the model's reward cache (``reward_cache.RewardCache``, from ``get_cache()``; None before the
+        model is loaded or when it has none) at every scrape."""
+        self.registry.register(_RewardCacheCollector(get_cache))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -73,6 +78,33 @@ class _PrefixCacheCollector:
         yield GaugeMetricFamily("codescaler_prefix_cache_max_bytes", "the question cache's byte bound",
                                 value=c.max_bytes)
         yield GaugeMetricFamily("codescaler_prefix_cache_entries", "question prefixes held", value=len(c))
+
+
+class _RewardCacheCollector:
+    def __init__(self, get_cache):
+        self.get_cache = get_cache
+
+    def collect(self):
+        c = self.get_cache()
+        if c is None:
+            return
+        yield CounterMetricFamily("codescaler_reward_cache_hits", "scored sequences whose raw score came from the "
+                                  "reward cache (no forward pass)", value=c.hits)
+        yield CounterMetricFamily("codescaler_reward_cache_misses", "scored sequences looked up and not found "
+                                  "(the model ran them)", value=c.misses)
+        yield CounterMetricFamily("codescaler_reward_cache_errors", "failed reward cache operations (Redis "
+                                  "unreachable or refusing); scoring went on without the cache", value=c.errors)
+        yield CounterMetricFamily("codescaler_reward_cache_stored_bytes", "bytes of keys and values this "
+                                  "process wrote to the reward cache", value=c.stored_bytes)
+        store = c.store
+        if c.kind == "memory":
+            yield GaugeMetricFamily("codescaler_reward_cache_bytes", "bytes held by the in-process reward cache",
+                                    value=store.bytes)
+            yield GaugeMetricFamily("codescaler_reward_cache_entries", "raw scores held in process", value=len(store))
+            yield GaugeMetricFamily("codescaler_reward_cache_max_entries", "the in-process reward cache's bound",
+                                    value=store.max_entries)
+            yield CounterMetricFamily("codescaler_reward_cache_evictions", "raw scores evicted (entry bound)",
+                                      value=store.evictions)
 
 
 __all__ = ["CONTENT_TYPE", "ServeMetrics"]

@@ -301,10 +301,6 @@ def test_example_reads_json_as_the_cli_does(binaries, engines, tmp_path):
     assert [_id_text(line) for line in cc[3:7]] == ["1.0", "100000.0", "Infinity", "-Infinity"]
 
 
-@pytest.mark.xfail(reason="issue 19 part 6, converging: `codescaler score` still echoes an id holding a lone "
-                          "surrogate (escaped) when the line also fails for another reason (a non-string field, a "
-                          "surrogate in the question or response); the example answers such lines with id null",
-                   strict=False)
 def test_cli_refuses_an_id_that_is_not_unicode(binaries, engines, tmp_path):
     py, cc = _score_both(binaries["codescaler_score_example"], engines["tiny-f32"], _ID_SURROGATES, tmp_path)
     assert [json.loads(line)["status"] for line in cc] == ["input_error"] * len(_ID_SURROGATES)
@@ -312,8 +308,8 @@ def test_cli_refuses_an_id_that_is_not_unicode(binaries, engines, tmp_path):
 
 
 def test_example_refuses_nesting_python_cannot_read(binaries, engines, tmp_path):
-    """Python's json gives up near its recursion limit (~1000 levels; `codescaler score` then stops with
-    a RecursionError); the example answers such a line in place and goes on."""
+    """Python's json gives up near its recursion limit (~1000 levels); both the example and `codescaler
+    score` answer such a line in place and go on."""
     rows = [b'{"id": 1, "question": "q", "response": "r", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}\n",
             b'{"id": 2, "question": "q", "response": "r", "x": ' + b"[" * 999 + b"]" * 999 + b"}\n",  # 1000 levels
             {"id": 3, "question": "q", "response": "r"}]
@@ -379,13 +375,13 @@ DAMAGE = [
     ("other-torch", _edit_manifest(lambda m: m["machine"].update(torch="1.0.0")), "unsupported", "torch: engine 1.0.0"),
     ("wrong-arch", _edit_manifest(lambda m: m.update(arch=m["arch"].replace('"hidden": 128', '"hidden": 64'))),
      "bad_engine", "is not (vocabulary, hidden)"),
-    ("no-row-tile", _edit_manifest(lambda m: m.pop("row_tile")), "bad_engine", "row_tile is missing"),
-    ("other-blocks", _edit_manifest(lambda m: m["machine"].update(blocks=2)), "unsupported",
-     "blocks version: engine 2, this scorer 3"),
     ("wrong-probes", _edit_manifest(lambda m: m["tokenizer"]["probes"].update({"x": [1, 2, 3]})), "bad_engine",
      "different exports"),
     ("tokenizer-unsupported", _unsupported_tokenizer, "unsupported", "WordPiece"),
     ("field-type", _edit_manifest(lambda m: m.update(max_length="4096")), "bad_engine", "max_length is a string"),
+    ("no-row-tile", _edit_manifest(lambda m: m.pop("row_tile")), "bad_engine", "row_tile is missing"),
+    ("other-blocks", _edit_manifest(lambda m: m["machine"].update(blocks=2)), "unsupported",
+     "blocks version: engine 2, this scorer 3"),
 ]
 
 

@@ -366,6 +366,17 @@ VERDICT_CLASSES: dict[str, list[str]] = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _default_recursion_limit():
+    """ast.parse refuses an AST deeper than 3 x (the recursion limit - the frames on the stack), and other
+    tests' libraries raise the process-wide limit (torch's compiler does), so CPython's verdict on the depth
+    cases is taken at Python's default limit, the one the C++ check is calibrated to."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    yield
+    sys.setrecursionlimit(old)
+
+
 def native_verdict(code: str) -> bool:
     return _native.check_syntax(code, "python")[0] == "ok"
 

@@ -95,7 +95,7 @@ class Encoder:
         return [list(ids) for ids in self.tokenizer(texts, **kw)["input_ids"]]
 
     def encode(self, questions: Sequence[str], codes: Sequence[str]) -> list[list[int]]:
-        return self.encode_split(questions, codes)[0]
+        return self._encode(questions, codes, None)[0]
 
     def encode_split(self, questions: Sequence[str], codes: Sequence[str],
                      truncation: str | None = None) -> tuple[list[list[int]], list[bool], list[int]]:
@@ -106,11 +106,17 @@ class Encoder:
         re-tokenized with the tokenizer's own truncation (not sliced), so special tokens a tokenizer
         appends survive exactly as in Hugging Face's usage.
         """
+        out, over, questions, texts = self._encode(questions, codes, truncation)
+        return out, over, self.boundaries(questions, texts, out)
+
+    def _encode(self, questions: Sequence[str], codes: Sequence[str], truncation: str | None):
+        """(ids, truncated flags, the questions and rendered texts the ids are of) as ``encode_split``
+        describes, without the boundaries."""
         truncation = self.truncation if truncation is None else truncation
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         if not questions:
-            return [], [], []
+            return [], [], [], []
         questions = list(questions)
         texts = [self.template.render(q, c) for q, c in zip(questions, codes)]
         out = self._ids(texts, truncate=False)
@@ -121,7 +127,7 @@ class Encoder:
                 out[i] = ids
         for i in long if truncation == "question" else ():
             out[i], questions[i], texts[i] = self._fit_question(questions[i], codes[i], len(out[i]) - self.max_length)
-        return out, over, self.boundaries(questions, texts, out)
+        return out, over, questions, texts
 
     def boundaries(self, questions: Sequence[str], texts: Sequence[str], ids: Sequence[Sequence[int]]) -> list[int]:
         """Per conversation, how many of its leading tokens render the question: the tokens of the text up

@@ -239,7 +239,8 @@ def test_serve_app_arguments_are_checked():
     with pytest.raises(InputError, match="dtype 'float64' is not available"):
         ray_serve.app({"model": "tiny", "dtype": "float64"})
     built = ray_serve.app({"model": "tiny", "min_replicas": "1", "max_replicas": "3", "threads": "2"})
-    config = built._bound_deployment._deployment_config
+    servers = built._bound_deployment.init_args[0]  # the model replicas, behind the ingress
+    config = servers._bound_deployment._deployment_config
     assert config.autoscaling_config.max_replicas == 3 and config.max_ongoing_requests == 64
 
 

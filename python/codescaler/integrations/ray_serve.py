@@ -1,28 +1,49 @@
 """Online serving on Ray Serve: ``serve run codescaler.integrations.ray_serve:app model=PATH [key=value ...]``.
 
-Each replica serves the same FastAPI app as ``codescaler serve`` (same routes, bodies, errors, limits and
-metrics: ``codescaler.serve.app.create_app``); what differs is who forms the batches. Here Ray Serve's
-``@serve.batch`` collects the requests a replica receives within ``batch_wait_timeout_s`` (up to
-``max_batch_items`` responses), and the server's scheduler merges those with equal per-call options into
-one ``RewardModel.score`` call, so a GRPO group split across requests still runs its question once.
+Each model replica (``RewardServer``) serves the same FastAPI app as ``codescaler serve`` (same routes,
+bodies, errors, limits and metrics: ``codescaler.serve.app.create_app``); what differs is who forms the
+batches. Ray Serve's ``@serve.batch`` collects the requests a replica receives within
+``batch_wait_timeout_s`` (up to ``max_batch_items`` responses), and the server's scheduler merges those with
+equal per-call options into one ``RewardModel.score`` call, so a GRPO group split across requests still runs
+its question once.
+
+HTTP enters through ``RewardIngress``, which reads the request's first question and hands the request,
+unchanged, to a replica chosen by :class:`QuestionAffinityRouter`: consistent hashing on the question, so
+every request for one question meets that question's cached prefix on the same replica, unless that
+replica holds more than ``max_imbalance`` requests beyond the least loaded one (then the least loaded takes
+it). Requests without a question (``GET /health``, ``/metrics``, a body that is not JSON) go to the least
+loaded replica. Every answer names its replica in the ``X-Codescaler-Replica`` header; sending that header
+with a replica's id routes a request to that replica (e.g. to read its ``/metrics``).
 Replicas scale with Ray Serve's autoscaling (``min_replicas``/``max_replicas``/``target_ongoing_requests``)
-or stay at ``num_replicas``.
+or stay at ``num_replicas``; with ``reward_cache=redis://HOST:PORT/DB`` they share one reward cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import fields
+import hashlib
+import json
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ray import serve
+from ray.serve.config import RequestRouterConfig
+from ray.serve.experimental.consistent_hash_router import ConsistentHashRouter
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from .. import options as opts
 from ..errors import InputError
 from ..serve.app import create_app
+from ..serve.chat_text import split_messages, split_query
 from ..serve.scheduler import WARMUP, Job, Scheduler
 from ..serve.settings import ServeSettings
+
+REPLICA_HEADER = "x-codescaler-replica"
+PIN = "replica="  # a routing key naming a replica, not a question
+ROUTINGS = ("question", "least_loaded")
+INGRESS_MAX_ONGOING = 4096  # the ingress only waits on replicas; Ray's router queues what they refuse
 
 # Ray Serve's knobs, as ``serve run ... key=value`` arguments: name -> (type, default, help)
 SERVE_ARGS: dict[str, tuple[type, Any, str]] = {
@@ -35,10 +56,115 @@ SERVE_ARGS: dict[str, tuple[type, Any, str]] = {
     "max_batch_items": (int, 1024, "@serve.batch: responses merged into one batch at most"),
     "batch_wait_timeout_s": (float, 0.005, "@serve.batch: how long the first request waits for others"),
     "num_cpus": (float, None, "CPUs per replica (default: threads, else 1); the model runs that many threads"),
+    "routing": (str, "question", "question: one question's requests go to one replica (consistent hashing on "
+                "the first question of a request); least_loaded: every request to the least loaded replica"),
+    "max_imbalance": (int, 16, "question routing: a question's replica is passed over for the least loaded one "
+                      "when it holds more than this many requests beyond it"),
 }
 # ``codescaler serve``'s limits that apply here (its batch window is Serve's batch_wait_timeout_s)
 SETTINGS = ("api_key", "max_queue", "max_body_bytes", "max_items", "timeout")
 
+
+# ----------------------------------------------------------------------------------------------- routing
+
+def routing_question(path: str, body: bytes) -> str | None:
+    """The question a request is routed by: the first question it holds, read as the server reads it
+    (``items[0]``/``groups[0]`` of ``/v1/rewards``, ``question``, a rerank ``query``, the question split out
+    of the first ``/get_reward`` query or vLLM ``input``/``messages``). None when there is none to read
+    (another route, a body the server will refuse): any replica answers those alike."""
+    try:
+        data = json.loads(body)
+        question = _first_question(path, data) if isinstance(data, dict) else None
+    except (ValueError, LookupError, TypeError, AttributeError, InputError):
+        return None
+    return question if isinstance(question, str) else None
+
+
+def _first_question(path: str, data: dict) -> Any:
+    if path == "/v1/rewards":
+        return (data.get("items") or data.get("groups"))[0]["question"]
+    if path == "/v1/best_of_n":
+        return data["question"]
+    if path in ("/v1/rerank", "/rerank"):
+        return data["query"]
+    if path == "/get_reward":
+        prompts = data.get("prompts")
+        return split_query(data["query"][0], prompts[0] if prompts else None)[0]
+    if path in ("/classify", "/pooling"):
+        if data.get("messages") is not None:
+            return split_messages([(m["role"], _text(m.get("content"))) for m in data["messages"]])[0]
+        given = data["input"]
+        return split_query(given if isinstance(given, str) else given[0])[0]
+    return None
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text") or "" for part in content)
+    return content or ""
+
+
+def routing_key(question: str) -> str:
+    """A short, stable stand-in for a question (Ray carries it with every request)."""
+    return hashlib.blake2b(question.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+class QuestionAffinityRouter(ConsistentHashRouter):
+    """Ray Serve's consistent-hash router keyed by question, with a load bound.
+
+    A request's ``session_id`` is its routing key (set by :class:`RewardIngress`):
+    - a question's key: the replica the hash ring assigns, unless it holds more than ``max_imbalance``
+      requests beyond the least loaded replica; then the least loaded one. A full replica
+      (``max_ongoing_requests``) passes the request to the next replicas on the ring.
+    - ``replica=ID``: that replica (any, if no replica has that id).
+    - none: the least loaded replica.
+    Replicas joining or leaving move only the questions of their share of the ring.
+    """
+
+    def initialize_state(self, max_imbalance: int = SERVE_ARGS["max_imbalance"][1], **kwargs) -> None:
+        if not isinstance(max_imbalance, int) or max_imbalance < 0:
+            raise ValueError(f"max_imbalance must be a non-negative integer, got {max_imbalance!r}")
+        self._max_imbalance = max_imbalance
+        super().initialize_state(**kwargs)
+
+    async def choose_replicas(self, candidate_replicas, pending_request=None):
+        if not candidate_replicas or pending_request is None:
+            return [candidate_replicas] if candidate_replicas else []
+        pending_request.routing_context.should_backoff = True
+        key = pending_request.metadata.session_id
+        if key.startswith(PIN):
+            pinned = [r for r in candidate_replicas if r.replica_id.unique_id == key[len(PIN):]]
+            return [pinned or candidate_replicas]
+        if not key:
+            return [candidate_replicas]  # Ray picks the one with the shortest queue among them
+        ranks = await super().choose_replicas(candidate_replicas, pending_request)
+        if ranks and len(candidate_replicas) > 1 and await self._overloaded(ranks[0][0], candidate_replicas):
+            return [candidate_replicas]
+        return ranks
+
+    async def _overloaded(self, owner, replicas) -> bool:
+        """Whether the question's replica holds more than ``max_imbalance`` requests beyond the least loaded."""
+        loads = await self._queue_lens(replicas)
+        mine = loads.get(owner.replica_id)
+        return mine is not None and mine - min(loads.values()) > self._max_imbalance
+
+    async def _queue_lens(self, replicas) -> dict:
+        """Requests each replica holds: this router's count (it adds those it sends, drops those answered),
+        the replica's own answer where that count is stale."""
+        loads, stale = {}, []
+        for r in replicas:
+            known = self.replica_queue_len_cache.get(r.replica_id) if self._use_replica_queue_len_cache else None
+            if known is None:
+                stale.append(r)
+            else:
+                loads[r.replica_id] = known
+        for r, n in await self._probe_queue_lens(stale, 0):
+            if n is not None:
+                loads[r.replica_id] = n
+        return loads
+
+
+# ----------------------------------------------------------------------------------------------- replicas
 
 class ServeBatchScheduler(Scheduler):
     """The server's scheduler with Ray Serve's ``@serve.batch`` forming the batches.
@@ -97,25 +223,72 @@ def _items(jobs: list[Job]) -> int:
     return sum(job.items for job in jobs)
 
 
+@dataclass(frozen=True)
+class HttpRequest:
+    """An HTTP request as the ingress received it (the body read whole, or cut just past the size limit)."""
+
+    method: str
+    path: str
+    root_path: str
+    query_string: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    client: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
 @serve.deployment
-@serve.ingress()
 class RewardServer:
     """One replica: a model loaded and warmed before the replica takes traffic, behind the server's app."""
 
-    def __init__(self, model: str, options: dict, settings: ServeSettings, max_batch_items: int,
-                 batch_wait_timeout_s: float):
+    async def __init__(self, model: str, options: dict, settings: ServeSettings, max_batch_items: int,
+                       batch_wait_timeout_s: float):
         from ..model import RewardModel
 
         self.model = RewardModel.from_pretrained(model, **options)
         self.model.score(*WARMUP)
-        self.settings = settings
         self.score_batch.set_max_batch_size(max_batch_items)
         self.score_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.fastapi = create_app(self.model, settings,
+                                  scheduler_class=functools.partial(ServeBatchScheduler, batch=self.score_batch))
+        self.name = serve.get_replica_context().replica_id.unique_id
+        self._lifespan = self.fastapi.router.lifespan_context(self.fastapi)
+        await self._lifespan.__aenter__()
 
-    def __serve_build_asgi_app__(self):
-        self.fastapi = create_app(self.model, self.settings,
-                              scheduler_class=functools.partial(ServeBatchScheduler, batch=self.score_batch))
-        return self.fastapi
+    async def handle(self, request: HttpRequest) -> HttpAnswer:
+        """Answer one request with the server's app, as ``codescaler serve`` would; this replica's id in
+        the ``X-Codescaler-Replica`` header."""
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
+                 "method": request.method, "path": request.path, "raw_path": request.path.encode(),
+                 "root_path": request.root_path, "query_string": request.query_string,
+                 "headers": request.headers, "client": request.client, "server": None}
+        sent, gone = [], asyncio.Event()
+        body = [{"type": "http.request", "body": request.body, "more_body": False}]
+
+        async def receive():
+            if body:
+                return body.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        app = asyncio.ensure_future(self.fastapi(scope, receive, send))
+        try:
+            await asyncio.shield(app)
+        except asyncio.CancelledError:
+            gone.set()  # the client left: the app drops the request's items not yet scored, as codescaler serve
+            raise
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        return HttpAnswer(start["status"], [*start.get("headers", []), (REPLICA_HEADER.encode(), self.name.encode())],
+                          b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
 
     @serve.batch(batch_size_fn=_items)
     async def score_batch(self, jobs: list[Job]) -> list[None]:
@@ -129,6 +302,58 @@ class RewardServer:
         if error is not None:
             raise RuntimeError(f"the model failed: {error}")
 
+    async def __del__(self):
+        await self._lifespan.__aexit__(None, None, None)
+
+
+@serve.deployment
+class RewardIngress:
+    """The HTTP entry: reads a request's first question (``routing=question``) and passes the request,
+    unchanged, to the model replica :class:`QuestionAffinityRouter` picks for it."""
+
+    def __init__(self, servers, settings: ServeSettings, routing: str):
+        self.servers, self.settings, self.routing = servers, settings, routing
+
+    async def __call__(self, request: Request) -> Response:
+        scope = request.scope
+        try:
+            body = await self._body(request)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read an answer
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        forwarded = HttpRequest(scope["method"], scope["path"], scope.get("root_path", ""), scope["query_string"],
+                                list(scope["headers"]), body, scope.get("client"))
+        answer = await self.servers.options(session_id=self._key(request, path, body)).handle.remote(forwarded)
+        response = Response(answer.body, status_code=answer.status)
+        response.raw_headers = answer.headers
+        return response
+
+    async def _body(self, request: Request) -> bytes:
+        """The body, read no further than one byte past ``max_body_bytes``: the replica refuses it as the
+        server does, and the ingress never holds more."""
+        limit = self.settings.max_body_bytes
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return b""
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+        return b"".join(chunks)[:limit + 1]
+
+    def _key(self, request: Request, path: str, body: bytes) -> str:
+        pinned = request.headers.get(REPLICA_HEADER)
+        if pinned:
+            return PIN + pinned
+        if self.routing != "question" or request.method != "POST":
+            return ""
+        question = routing_question(path, body)
+        return "" if question is None else routing_key(question)
+
+
+# -------------------------------------------------------------------------------------------- arguments
 
 def _parse(name: str, kind: type, text: Any) -> Any:
     if not isinstance(text, str):
@@ -170,6 +395,10 @@ def app(args: dict[str, Any]):
     for name in ("num_replicas", "max_ongoing_requests", "max_batch_items"):
         if knobs[name] < 1:
             raise InputError(f"{name} must be a positive integer, got {knobs[name]}")
+    if knobs["routing"] not in ROUTINGS:
+        raise InputError(f"routing={knobs['routing']!r}: choose one of {', '.join(ROUTINGS)}")
+    if knobs["max_imbalance"] < 0:
+        raise InputError(f"max_imbalance must be 0 or more requests, got {knobs['max_imbalance']}")
     cpus = knobs["num_cpus"] or options.get("threads") or 1
     options.setdefault("threads", max(1, int(cpus)))
     deployment = {"max_ongoing_requests": knobs["max_ongoing_requests"], "ray_actor_options": {"num_cpus": cpus}}
@@ -179,5 +408,10 @@ def app(args: dict[str, Any]):
                                             "target_ongoing_requests": knobs["target_ongoing_requests"]}
     else:
         deployment["num_replicas"] = knobs["num_replicas"]
-    return RewardServer.options(**deployment).bind(
-        model, options, ServeSettings(**settings), knobs["max_batch_items"], knobs["batch_wait_timeout_s"])
+    deployment["request_router_config"] = RequestRouterConfig(
+        request_router_class=QuestionAffinityRouter, request_router_kwargs={"max_imbalance": knobs["max_imbalance"]})
+    settings = ServeSettings(**settings)
+    servers = RewardServer.options(**deployment).bind(
+        model, options, settings, knobs["max_batch_items"], knobs["batch_wait_timeout_s"])
+    return RewardIngress.options(max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0}).bind(
+        servers, settings, knobs["routing"])

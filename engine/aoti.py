@@ -130,11 +130,16 @@ def cached_package(arch: Arch, *, notify=None) -> Path:
         return out
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "arch.json").write_text(arch.key() + "\n" + machine_key() + "\n")
+    say = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
     with open(folder / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"codescaler: waiting for another process that is compiling the decoder blocks for this "
+                f"machine ({arch.dtype}, hidden {arch.hidden}) into {folder}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if out.is_file():  # another process built it while this one waited
             return out
-        say = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
         say(f"codescaler: compiling the decoder blocks for this machine ({arch.dtype}, hidden {arch.hidden}); "
             f"once, cached in {folder}")
         start = time.perf_counter()

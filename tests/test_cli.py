@@ -119,3 +119,61 @@ def test_demo_builds_the_embedded_model(tmp_path, monkeypatch, capsys):
     assert main(["demo"]) == 0
     assert (tmp_path / "cache" / "tiny-qwen3-rm" / "config.json").exists()
     assert "embedded tiny model" in capsys.readouterr().out
+
+
+def test_interrupt_leaves_no_partial_output_and_says_what_was_scored(tmp_path):
+    """Ctrl-C mid-run: exit status 130, one line on stderr saying how far the run got, and the output
+    file as it was before the run (the lines scored so far were in OUTPUT.part, now removed)."""
+    import os
+    import signal
+    import time
+
+    rows = [{"id": i, "question": f"q{i % 50}", "response": fenced(f"def f():\n    return {i}")} for i in range(20000)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    out.write_text("the previous run's output\n")
+    proc = subprocess.Popen([sys.executable, "-m", "codescaler.cli", "score", "--model", "tiny", "--dtype", "float32",
+                             "--input", str(src), "--output", str(out)], stderr=subprocess.PIPE, text=True)
+    part = tmp_path / "out.jsonl.part"
+    deadline = time.monotonic() + 300
+    while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    done = int(lines[0].split("interrupted after ")[1].split()[0])
+    assert 0 < done < len(rows)
+    assert lines[0] == f"codescaler: interrupted after {done} line(s) were scored; {out} was not written"
+    assert out.read_text() == "the previous run's output\n"
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.jsonl"]
+
+
+def test_output_is_renamed_into_place_only_when_whole(tmp_path):
+    from codescaler.cli import replaced_on_success
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with replaced_on_success(str(target)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise RuntimeError("failed midway")
+    assert target.read_text() == "old" and not (tmp_path / "report.json.part").exists()
+    with replaced_on_success(str(target)) as tmp:
+        with open(tmp, "w") as f:
+            f.write("new")
+        assert target.read_text() == "old"  # nothing at the final name until the block ends
+    assert target.read_text() == "new" and not (tmp_path / "report.json.part").exists()
+    with replaced_on_success("/dev/null") as tmp:  # not a regular file: written directly
+        assert tmp == "/dev/null"
+
+
+def test_score_to_dev_null_and_to_a_folder(qwen3_dir, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "question": "q", "response": fenced("x = 1")}])
+    assert main(["score", "--model", str(qwen3_dir), "--dtype", "float32", "--input", str(src), "--output", "/dev/null"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "codescaler.cli", "score", "--model", str(qwen3_dir), "--input", str(src),
+                           "--output", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"codescaler: error: {tmp_path}: is a folder; name the file to write"

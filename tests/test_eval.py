@@ -188,6 +188,7 @@ def test_best_of_n_with_hanging_and_flooding_candidates(tmp_path, qwen3_dir, hum
     assert result["model"]["dtype"] == "float32" and result["data"]["path"] == str(data)
     assert set(result["timings"]) >= {"model_choose_s", "execute_all_s"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.part"))  # written under PATH.part, then renamed
     assert "choosing by the model" in capsys.readouterr().out
 
 
@@ -210,3 +211,18 @@ def test_best_of_n_on_humaneval_mutants(qwen3_dir):
     programs = [r.split("```python\n")[1].removesuffix("```\n") for r in problems[0].responses]
     assert p["prompt"] + p["canonical_solution"] in programs
     assert any(prog in dict(mutants(p["prompt"], p["canonical_solution"])).values() for prog in programs)
+
+
+def test_reports_are_whole_or_absent(tmp_path):
+    """A report that fails while being written leaves the previous file as it was and no partial file."""
+    from codescaler.eval.data import write_json
+
+    out = tmp_path / "report.json"
+    out.write_text('{"previous": true}\n')
+    with pytest.raises(TypeError):
+        write_json(out, {"at_n": [1, 2], "unserialisable": object()})
+    assert json.loads(out.read_text()) == {"previous": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    write_json(out, {"at_n": [1, 2]})
+    assert json.loads(out.read_text()) == {"at_n": [1, 2]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]

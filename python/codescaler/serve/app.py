@@ -330,8 +330,10 @@ class PoolingResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str
+    status: str = Field(description='"ok"; "busy" when the model call under way has run longer than the request '
+                        'timeout (503); "loading", "failed: ..." or "shutting down" (503)')
     model: ModelInfo | None = None
+    busy_seconds: float | None = Field(None, description="how long the model call under way has run (0 when idle)")
 
 
 class ErrorDetail(BaseModel):
@@ -519,7 +521,10 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
                                      return_when=asyncio.FIRST_COMPLETED)
         gone.cancel()
         if answer in done:
-            return answer.result()
+            try:
+                return answer.result()
+            except Overloaded as exc:  # answered by a drain (SIGTERM) instead of the model
+                raise ApiError(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)}) from None
         scheduler.abandon(job)
         answer.add_done_callback(_consume)
         if gone in done:
@@ -646,10 +651,17 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
         return JSONResponse({**common, "data": data})
 
     @app.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}},
-             summary="200 once the model is loaded and warmed, 503 before (no API key needed)")
+             summary="200 once the model is loaded and warmed; 503 before, while shutting down, or when one model "
+             "call has run longer than the request timeout (no API key needed)")
     async def health():
+        if scheduler.stopping:
+            return JSONResponse({"status": "shutting down"}, status_code=503, headers={"Retry-After": "1"})
         if scheduler.ready:
-            return JSONResponse({"status": "ok", "model": model_info()})
+            busy = round(scheduler.busy_seconds(), 3)
+            if busy > settings.timeout:  # stuck on one call for longer than any request may wait
+                return JSONResponse({"status": "busy", "model": model_info(), "busy_seconds": busy},
+                                    status_code=503, headers={"Retry-After": str(max(1, round(busy)))})
+            return JSONResponse({"status": "ok", "model": model_info(), "busy_seconds": busy})
         status = "loading" if scheduler.error is None else f"failed: {scheduler.error}"
         return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "1"})
 

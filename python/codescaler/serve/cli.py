@@ -7,6 +7,7 @@ import os
 import sys
 
 API_KEY_ENV = "CODESCALER_API_KEY"
+DRAIN_TIMEOUT_S = 25.0  # under Kubernetes' default 30 s grace period, with room to answer and exit
 
 
 def add_serve_parser(sub) -> None:
@@ -42,6 +43,13 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--timeout", type=float, default=d.timeout,
                    help="seconds from arrival to answer, else 504; a request's X-Request-Timeout header may "
                    "lower it (default: %(default)s)")
+    p.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT_S,
+                   help="on SIGTERM or Ctrl-C: stop admitting (503), answer queued requests with 503, and give the "
+                   "model call under way this many seconds to finish before exiting 0; a second signal exits at "
+                   "once (default: %(default)s)")
+    p.add_argument("--no-model-process", dest="model_process", action="store_false",
+                   help="run the model on a thread of the server process instead of a process of its own (the "
+                   "HTTP side then waits whenever the model holds the GIL: for debugging and comparison)")
     add_arguments(p)
     p.set_defaults(func=cmd_serve)
 
@@ -56,21 +64,26 @@ def cmd_serve(args) -> int:
     from ..options import checked, from_args
     from .app import create_app
     from .settings import ServeSettings
+    from .worker import ModelProcess
 
     for flag in ("max_batch_tokens_in_flight", "max_queue", "max_body_bytes", "max_items"):
         if getattr(args, flag) < 1:
             raise InputError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
-    if args.batch_window_ms < 0 or args.timeout <= 0:
-        raise InputError("--batch-window-ms must be >= 0 and --timeout > 0")
+    if args.batch_window_ms < 0 or args.timeout <= 0 or args.drain_timeout < 0:
+        raise InputError("--batch-window-ms and --drain-timeout must be >= 0 and --timeout > 0")
     options = checked(from_args(args))  # a bad option fails before the port is taken
     settings = ServeSettings(api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                              batch_window_ms=args.batch_window_ms, batching=args.batching,
                              max_batch_tokens_in_flight=args.max_batch_tokens_in_flight, max_queue=args.max_queue,
                              max_body_bytes=args.max_body_bytes, max_items=args.max_items, timeout=args.timeout)
-    app = create_app(lambda: RewardModel.from_pretrained(args.model, **options), settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                           access_log=False, timeout_graceful_shutdown=5))
+    if args.model_process:
+        app = create_app(lambda: ModelProcess.start(args.model, options), settings)
+    else:
+        app = create_app(lambda: RewardModel.from_pretrained(args.model, **options), settings)
     scheduler = app.state.scheduler
+    server = _DrainingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                            access_log=False, timeout_graceful_shutdown=5),
+                             scheduler, args.drain_timeout)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}"
 
@@ -86,8 +99,45 @@ def cmd_serve(args) -> int:
               file=sys.stderr, flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
-    server.run()
+    try:
+        server.run()
+    finally:
+        scheduler.stop(0)  # the model process exits with the server, however the server ended
     if scheduler.error is not None:
         print(f"codescaler: error: {args.model}: cannot serve: {scheduler.error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _draining_server_class():
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn's server, with a drain on the first SIGTERM or SIGINT: the scheduler stops admitting
+        and answers what it cannot finish with 503 (JSON, Retry-After), the model call under way gets
+        ``drain_s`` seconds, then uvicorn closes the connections (all answered by then) and the process
+        exits 0. A second signal is uvicorn's own exit (at once on Ctrl-C)."""
+
+        def __init__(self, config, scheduler, drain_s: float):
+            super().__init__(config)
+            self.scheduler, self.drain_s, self.draining = scheduler, drain_s, False
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.draining:
+                return super().handle_exit(sig, frame)
+            self.draining = True
+            import threading
+
+            print(f"codescaler: draining (signal {sig}): new requests get 503; the model call under way has "
+                  f"{self.drain_s:g} s to finish", file=sys.stderr, flush=True)
+            threading.Thread(target=self._drain, name="codescaler-drain", daemon=True).start()
+
+        def _drain(self) -> None:
+            self.scheduler.stop(self.drain_s)
+            self.should_exit = True
+
+    return DrainingServer
+
+
+def _DrainingServer(config, scheduler, drain_s: float):
+    return _draining_server_class()(config, scheduler, drain_s)

@@ -34,15 +34,15 @@ class ServeMetrics:
         self.shared_prefixes = Counter("codescaler_shared_prefixes", "question prefixes run once for several "
                                        "answers", registry=r)
 
-    def observe_call(self, *, requests: int, items: int, plan, requested_tokens: int, seconds: float) -> None:
-        """One model call: ``requests`` merged, ``items`` scored, the planner's ``plan``."""
+    def observe_call(self, *, requests: int, items: int, stats, seconds: float) -> None:
+        """One model call: ``requests`` merged, ``items`` scored, what the passes ran (``worker.CallStats``)."""
         self.call_seconds.observe(seconds)
         self.items.inc(items)
         self.batch_items.observe(items)
         self.batch_requests.observe(requests)
-        self.tokens_computed.inc(plan.computed_tokens)
-        self.tokens_requested.inc(requested_tokens)
-        self.shared_prefixes.inc(len(plan.shared))
+        self.tokens_computed.inc(stats.computed_tokens)
+        self.tokens_requested.inc(sum(stats.item_tokens))
+        self.shared_prefixes.inc(stats.shared_prefixes)
 
     def watch_prefix_cache(self, get_cache) -> None:
         """Report the model's question cache (``backends.decoder.PrefixCache``, from ``get_cache()``; None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import options as opts
+from .worker import call_stats
 
 CHARS_PER_TOKEN = 4  # estimate for the token budget before tokenizing (Qwen's BPE on code and prose)
 WARMUP = (["Write a function that returns one."], ["```python\ndef one():\n    return 1\n```"])
@@ -83,6 +84,8 @@ class Scheduler:
         self._running = 0                 # items in the model call under way
         self._rate = 0.0                  # items/s of recent calls, for Retry-After
         self._stopping = False
+        self._batch: list[Job] = []       # the jobs of the model call under way
+        self.call_started: float | None = None  # time.monotonic() when the call under way started
         self._thread = threading.Thread(target=self._work, name="codescaler-model", daemon=True)
 
     @property
@@ -92,7 +95,20 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def busy_seconds(self) -> float:
+        """How long the model call under way has run (0.0 when the model is idle)."""
+        started = self.call_started
+        return 0.0 if started is None else max(0.0, time.monotonic() - started)
+
     def stop(self, timeout: float = 10.0) -> None:
+        """Drain: admit nothing more, answer every queued request with :class:`Overloaded` ("shutting
+        down", which the server turns into a 503), let the call under way finish for up to ``timeout``
+        seconds, then answer its requests with the same error, stop the model process if there is one
+        and return."""
         with self._cond:
             self._stopping = True
             dropped = list(self._queue)
@@ -102,7 +118,19 @@ class Scheduler:
         for job in dropped:
             if job.future.set_running_or_notify_cancel():
                 job.future.set_exception(Overloaded("the server is shutting down", 1))
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        late = self._thread.is_alive()
+        if late:
+            for job in list(self._batch):
+                if not job.future.done():
+                    job.future.set_exception(Overloaded(f"the server is shutting down: the model call under way "
+                                                        f"did not finish within the {timeout:g} s drain", 1))
+        model = self.model
+        if late and hasattr(model, "kill"):
+            model.kill()
+        if hasattr(model, "close"):
+            model.close()
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained (at least 1)."""
@@ -189,6 +217,7 @@ class Scheduler:
                 if job.future.set_running_or_notify_cancel():
                     batch.append(job)
             self._running = sum(j.items for j in batch)
+            self._batch = batch
             self._gauges()
             return batch
 
@@ -211,9 +240,14 @@ class Scheduler:
             if batch is None:
                 return
             if batch:
-                self._run(batch)
+                self.call_started = time.monotonic()
+                try:
+                    self._run(batch)
+                finally:
+                    self.call_started = None
             with self._cond:
                 self._running = 0
+                self._batch = []
                 self._gauges()
 
     def _run(self, batch: list[Job]) -> None:
@@ -222,14 +256,16 @@ class Scheduler:
             results = self._score(batch)
         except Exception as exc:
             if len(batch) == 1:
-                batch[0].future.set_exception(exc)
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
                 return
             # One request's bad input must not fail the others it was merged with: score them alone.
             for job in batch:
                 self._run([job])
             return
         for job, scored in zip(batch, results):
-            job.future.set_result(scored)
+            if not job.future.done():  # a drain that ran out of time answered it already
+                job.future.set_result(scored)
         took = time.perf_counter() - started
         items = sum(j.items for j in batch)
         if took > 0:
@@ -242,11 +278,10 @@ class Scheduler:
         started = time.perf_counter()
         rewards = self.model.score(questions, responses, **batch[0].options)
         seconds = time.perf_counter() - started
-        plan = self.model.last_plan
-        tokens = [len(plan.seqs[k]) if k >= 0 else 0 for k in plan.slot]
+        stats = getattr(self.model, "last_stats", None) or call_stats(self.model)
+        tokens = stats.item_tokens
         if self.metrics is not None:
-            self.metrics.observe_call(requests=len(batch), items=len(responses), plan=plan,
-                                      requested_tokens=sum(tokens), seconds=seconds)
+            self.metrics.observe_call(requests=len(batch), items=len(responses), stats=stats, seconds=seconds)
         out, at = [], 0
         for job in batch:
             out.append(Scored(rewards[at:at + job.items], tokens[at:at + job.items]))

@@ -29,6 +29,8 @@ WINDOW_MS = 300
 MAX_ITEMS = 64
 MAX_BODY = 200_000
 KEY = "s3cret-key"
+BODY_TIMEOUT = 1.0
+CONNECTIONS = 6
 
 
 class Server:
@@ -45,7 +47,9 @@ class Server:
         wait_healthy(self.url, self.proc, log, seconds=180, what="server", poll=0.1)
 
     def post(self, path: str, body=None, **kw) -> httpx.Response:
-        """POST ``body`` as JSON, or raw bytes given as ``content=``."""
+        """POST ``body`` as JSON, or raw bytes given as ``content=`` (sent as application/json too)."""
+        if "content" in kw:
+            kw["headers"] = {"Content-Type": "application/json", **kw.get("headers", {})}
         return httpx.post(self.url + path, timeout=60, **({"json": body} if "content" not in kw else {}), **kw)
 
     def metric(self, name: str, **labels) -> float:
@@ -66,7 +70,8 @@ class Server:
 def main(qwen3_dir, tmp_path_factory):
     # No reward cache: these tests watch batching, queues and deadlines, which a cache hit skips.
     s = Server(qwen3_dir, tmp_path_factory.mktemp("serve") / "main.log", "--batch-window-ms", str(WINDOW_MS),
-               "--max-items", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY), "--reward-cache", "off")
+               "--max-items", str(MAX_ITEMS), "--max-body-bytes", str(MAX_BODY), "--reward-cache", "off",
+               "--body-timeout", str(BODY_TIMEOUT))
     yield s
     s.stop()
 
@@ -74,7 +79,8 @@ def main(qwen3_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def guarded(qwen3_dir, tmp_path_factory):
     s = Server(qwen3_dir, tmp_path_factory.mktemp("serve") / "guarded.log", "--batch-window-ms", str(WINDOW_MS),
-               "--max-queue", "8", "--reward-cache", "off", env={"CODESCALER_API_KEY": KEY})
+               "--max-queue", "8", "--reward-cache", "off", "--limit-concurrency", str(CONNECTIONS),
+               env={"CODESCALER_API_KEY": KEY})
     yield s
     s.stop()
 
@@ -338,6 +344,82 @@ def test_limits_answer_413(main):
     assert httpx.get(main.url + "/health").status_code == 200
 
 
+DEEP = b"[" * 2000 + b"]" * 2000
+
+
+@pytest.mark.parametrize("path, content", [
+    ("/v1/rewards", b'{"items": ' + DEEP + b"}"),
+    ("/v1/rerank", b'{"query": "q", "documents": [], "model": "\\ud800", "x": ' + DEEP + b"}"),  # a surrogate first
+    ("/get_reward", b'{"query": [], "labels": ' + DEEP + b"}"),  # labels are otherwise accepted as anything
+    ("/classify", b'{"input": "x", "user": ' + b'{"a": ' * 300 + b"1" + b"}" * 300 + b"}"),
+])
+def test_json_nested_deeper_than_the_limit_gets_422(main, path, content):
+    r = main.post(path, content=content)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == {"type": "invalid_request", "message": "the body is not valid JSON here: arrays and "
+                                 "objects nested deeper than 200 levels"}
+    shallow = b'{"query": [], "labels": ' + b"[" * 150 + b"]" * 150 + b"}"  # within the limit: read
+    assert main.post("/get_reward", content=shallow).json()["rewards"] == []
+
+
+def test_bodies_are_uncompressed_json_else_415(main):
+    import gzip
+
+    body = json.dumps({"items": []}).encode()
+    for headers, says in [
+        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, "Content-Encoding 'gzip' is not supported"),
+        ({"Content-Type": "text/plain"}, "(got 'text/plain')"),  # what a browser page may send without preflight
+        ({"Content-Type": "application/x-www-form-urlencoded"}, "(got 'application/x-www-form-urlencoded')"),
+        ({"Content-Type": "application/json; charset=latin-1"}, "charset=latin-1"),
+        ({}, "no Content-Type was given"),
+    ]:
+        content = gzip.compress(body) if "Content-Encoding" in headers else body
+        r = httpx.post(main.url + "/v1/rewards", content=content, headers=headers, timeout=30)
+        assert r.status_code == 415, (headers, r.text)
+        assert r.json()["error"]["type"] == "unsupported_media_type" and says in r.json()["error"]["message"]
+    r = main.post("/v1/rewards", content=body, headers={"Content-Type": "Application/JSON; charset=UTF-8"})
+    assert r.status_code == 200
+    assert httpx.put(main.url + "/v1/rewards", content=b"x").status_code == 405  # the method is judged first
+
+
+def test_only_loopback_host_names_are_served_on_loopback(main):
+    body = {"items": []}
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "0.0.0.0"):
+        r = main.post("/v1/rewards", body, headers={"Host": host})
+        assert r.status_code == 400, (host, r.text)
+        assert r.json()["error"]["type"] == "invalid_host" and "--allowed-hosts" in r.json()["error"]["message"]
+        assert httpx.get(main.url + "/health", headers={"Host": host}).status_code == 400
+    for host in (f"localhost:{main.port}", f"LOCALHOST:{main.port}", f"127.0.0.1:{main.port}", "[::1]:80", "localhost"):
+        assert main.post("/v1/rewards", body, headers={"Host": host}).status_code == 200, host
+
+
+def test_a_slow_body_gets_408_and_its_connection_closed(main):
+    raw = socket.create_connection(("127.0.0.1", main.port))
+    raw.settimeout(10 * BODY_TIMEOUT)
+    started = time.monotonic()
+    raw.sendall(b"POST /v1/rewards HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{\"items\":")  # 9 of 100 bytes, then nothing
+    answer = b""
+    while chunk := raw.recv(65536):  # until the server closes the connection
+        answer += chunk
+    raw.close()
+    assert BODY_TIMEOUT <= time.monotonic() - started < 5 * BODY_TIMEOUT
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(payload)["error"]["message"] == f"the body did not arrive within --body-timeout ({BODY_TIMEOUT:g} s)"
+    assert main.post("/v1/rewards", {"items": []}).status_code == 200
+
+
+def test_rerank_top_n_may_be_a_json_integer_written_as_float(main):
+    r = main.post("/v1/rerank", {"query": "q", "documents": ["a", "b", "c"], "top_n": 2.0})
+    assert r.status_code == 200 and len(r.json()["results"]) == 2
+    r = main.post("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 2.5})
+    assert r.status_code == 422 and "top_n" in r.json()["error"]["message"]
+    # exactly one of items and groups given and not null, as the schema's oneOf says
+    assert main.post("/v1/rewards", {"items": [], "groups": None}).status_code == 200
+    assert main.post("/v1/rewards", {"items": None, "groups": None}).status_code == 422
+
+
 def test_past_its_deadline_a_request_gets_504_and_is_not_scored(main):
     scored = main.metric("codescaler_items_scored_total")
     body = {"items": [{"question": "Print a.", "response": fenced(f"print({i})")} for i in range(3)]}
@@ -361,7 +443,7 @@ def test_a_disconnecting_client_does_not_break_its_batch(main, model):
     gone = main.metric("codescaler_requests_total", endpoint="/v1/rewards", status="499")
     payload = json.dumps({"items": [{"question": "Print b.", "response": fenced("print('gone')")}]}).encode()
     raw = socket.create_connection(("127.0.0.1", main.port))
-    raw.sendall(b"POST /v1/rewards HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    raw.sendall(b"POST /v1/rewards HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
     wait_for(lambda: main.metric("codescaler_queue_items") == 1)  # queued, waiting in the batch window
     with ThreadPoolExecutor(1) as pool:
@@ -478,6 +560,38 @@ def test_a_full_queue_answers_503_with_retry_after_then_serves(guarded):
     assert refused.status_code == 503 and refused.json()["error"]["type"] == "overloaded"
     assert int(refused.headers["Retry-After"]) >= 1
     assert guarded.post("/v1/rewards", extra, headers=auth).status_code == 200
+
+
+def test_past_the_connection_limit_new_requests_get_503(guarded):
+    idle = [socket.create_connection(("127.0.0.1", guarded.port)) for _ in range(CONNECTIONS)]
+    try:
+        time.sleep(0.2)
+        r = httpx.get(guarded.url + "/health")
+        assert r.status_code == 503 and r.headers["connection"] == "close"
+    finally:
+        for s in idle:
+            s.close()
+    wait_for(lambda: httpx.get(guarded.url + "/health").status_code == 200, seconds=10)
+
+
+def test_an_api_key_on_the_command_line_is_warned_about(guarded, tmp_path):
+    assert "--api-key" not in guarded.log.read_text()  # from the environment: no warning
+    r = subprocess.run([sys.executable, "-m", "codescaler.cli", "serve", "--model", str(tmp_path / "none"),
+                        "--port", "0", "--api-key", "visible"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert ("codescaler: warning: --api-key is visible to every user of this machine in the process list; set "
+            "$CODESCALER_API_KEY instead") in r.stderr
+
+
+def test_allowed_hosts_flag():
+    from codescaler.serve.cli import _allowed_hosts
+
+    assert _allowed_hosts(None, "127.0.0.1") == ("localhost", "127.0.0.1", "[::1]")
+    assert _allowed_hosts(None, "::1") == ("localhost", "127.0.0.1", "[::1]")
+    assert _allowed_hosts(None, "127.0.0.2") == ("localhost", "127.0.0.1", "[::1]", "127.0.0.2")
+    assert _allowed_hosts(None, "0.0.0.0") is None and _allowed_hosts(None, "10.1.2.3") is None
+    assert _allowed_hosts("RM.example.com, *.internal,::1", "0.0.0.0") == ("rm.example.com", "*.internal", "[::1]")
+    assert _allowed_hosts("localhost,*", "127.0.0.1") is None
 
 
 def test_bad_serve_flags_fail_before_loading(tmp_path):

@@ -5,13 +5,15 @@ rerank contract), ``/get_reward`` (OpenRLHF's remote reward model), ``/classify`
 request and response shapes, so a vLLM reward-model client points here unchanged), ``GET /health`` and
 ``/metrics``.
 Every error is ``{"error": {"type": ..., "message": ...}}`` with the message naming the field at fault.
-The server never executes code and never opens a path named in a request.
+The server never executes code and never opens a path named in a request. Bodies are JSON
+(``Content-Type: application/json``, uncompressed); a Host allow-list keeps browser pages off a local server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import struct
 import sys
@@ -22,8 +24,10 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, create_model,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
+                      create_model,
                       field_validator, model_validator)
+from pydantic_core import from_json
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import options as opts
@@ -37,6 +41,7 @@ from .settings import ServeSettings
 
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 TIMEOUT_HEADER = "x-request-timeout"
+JSON_DEPTH = 200  # arrays and objects nested deeper are refused (pydantic-core's JSON parser stops there)
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -91,13 +96,28 @@ def _valid_unicode(text: str) -> str:
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 
 
+def _json_integer(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def integer(minimum: int):
+    """A JSON integer of at least ``minimum``: JSON Schema's integers include ``1.0``; a bool or a string
+    stays refused."""
+    return Annotated[StrictInt, Field(ge=minimum), BeforeValidator(_json_integer)]
+
+
+def _exactly_one(*names: str) -> dict:
+    """The schema of "exactly one of these fields is given and not null"."""
+    return {"oneOf": [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]}
+
+
 def _per_call_field(o: opts.Option):
     if o.choices is not None:
         kind = Literal[o.choices]
     elif o.kind is bool:
         kind = StrictBool
     elif o.kind is int:
-        kind = Annotated[StrictInt, Field(ge=1)]
+        kind = integer(1)
     else:
         kind = o.kind
     return kind | None, Field(None, description=f"{o.help} (default: the server's)")
@@ -123,6 +143,7 @@ class Group(BaseModel):
 class RewardsRequest(PerCall):
     """Exactly one of ``items`` (independent pairs) and ``groups`` (one question, several responses)."""
 
+    model_config = ConfigDict(json_schema_extra=_exactly_one("items", "groups"))
     items: list[Item] | None = None
     groups: list[Group] | None = None
 
@@ -148,7 +169,7 @@ class RerankRequest(PerCall):
     model_config = ConfigDict(extra="ignore")
     query: Text
     documents: list[Text | RerankDocument]
-    top_n: Annotated[StrictInt, Field(ge=0)] | None = Field(None, description="results to return; null or 0: all")
+    top_n: integer(0) | None = Field(None, description="results to return; null or 0: all")
     return_documents: StrictBool = Field(True, description="echo each document's text (Jina's and vLLM's "
                                          "behaviour; Cohere's v1 default is false)")
     model: Text | None = Field(None, description="ignored (one model is served); echoed in the response")
@@ -164,7 +185,8 @@ class GetRewardRequest(PerCall):
 
 
 class ChatContentPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={
+        "properties": {"type": {"const": "text"}, "text": {"type": "string"}}, "required": ["type", "text"]})
     type: str
     text: Text | None = None
 
@@ -194,14 +216,14 @@ class VllmPoolingRequest(PerCall):
     ``add_special_tokens``, ``use_activation``/``activation``/``softmax``, ``task``, ``chat_template``, ...)
     are accepted and ignored: the number returned is always the reward."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_exactly_one("input", "messages"))
     model: Text | None = Field(None, description="ignored (one model is served); echoed in the response")
     input: Text | list[Text] | None = Field(None, description="chat texts rendered by a chat template (ChatML or "
                                             "Llama-3): the last user turn is the question, the text after the "
                                             "last assistant header the response")
     messages: list[ChatMessage] | None = Field(None, description="one conversation: the last assistant message is "
                                                "the response, the last user message before it the question")
-    truncate_prompt_tokens: Annotated[StrictInt, Field(ge=-1)] | None = Field(
+    truncate_prompt_tokens: integer(-1) | None = Field(
         None, description="null, -1 or at least the server's max_length: the reward is defined over the model's "
         "whole length (see the 'truncation' option for what is cut beyond it)")
 
@@ -345,13 +367,21 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# What a scoring route answers besides 200; the Gate's 400 (Host) and 401 (API key) are added to every
+# operation they apply to by _openapi, from the server's settings.
 ERRORS = {code: {"model": ErrorResponse, "description": what} for code, what in (
-    (401, "missing or wrong `Authorization: Bearer KEY` (when the server has an API key)"),
+    (408, "the body did not arrive within --body-timeout"),
     (413, "body over --max-body-bytes or more responses than --max-items"),
-    (422, "malformed body: not UTF-8, not JSON, a wrong type, a missing field, an unknown option value"),
-    (503, "queue full or model not loaded yet; see Retry-After"),
+    (415, "a Content-Type other than application/json, or a Content-Encoding (send the body uncompressed)"),
+    (422, f"malformed body: not UTF-8, not JSON, nested deeper than {JSON_DEPTH}, a wrong type, a missing field, "
+     "an unknown option value, text that is not valid Unicode"),
+    (503, "queue full, model not loaded yet or shutting down; see Retry-After"),
     (504, "not answered within --timeout or X-Request-Timeout"),
 )}
+GATE_ERRORS = {
+    400: "the Host header names no host in --allowed-hosts",
+    401: "missing or wrong `Authorization: Bearer KEY`",
+}
 
 
 def _result(r) -> dict:
@@ -361,14 +391,17 @@ def _result(r) -> dict:
 # ----------------------------------------------------------------------------------------- middleware
 
 class Gate:
-    """Pure ASGI middleware in front of every route: metrics, API key, body size and UTF-8.
+    """Pure ASGI middleware in front of every route: metrics, Host, API key, body type, size, read time,
+    UTF-8 and nesting depth.
 
-    The body is read here, under ``max_body_bytes`` (Content-Length first, then the streamed size), and
-    replayed to the route, so an oversized body is refused before anything parses it.
+    The body is read here, under ``max_body_bytes`` (Content-Length first, then the streamed size) and
+    within ``body_timeout``, and replayed to the route, so an oversized, slow or deeply nested body is
+    refused before anything parses it.
     """
 
-    def __init__(self, app, settings: ServeSettings, metrics: ServeMetrics, endpoints: frozenset[str]):
-        self.app, self.settings, self.metrics, self.endpoints = app, settings, metrics, endpoints
+    def __init__(self, app, settings: ServeSettings, metrics: ServeMetrics, endpoints: frozenset[str],
+                 posts: frozenset[str]):
+        self.app, self.settings, self.metrics, self.endpoints, self.posts = app, settings, metrics, endpoints, posts
         self._key = settings.api_key.encode() if settings.api_key else None
 
     async def __call__(self, scope, receive, send):
@@ -387,13 +420,12 @@ class Gate:
 
         try:
             refusal = self._refusal(scope)
-            if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                body, refusal = await self._body(scope, receive)
+            if refusal is None and scope["method"] == "POST" and scope["path"] in self.posts:  # else 404, 405
+                refusal = _unsupported_body(dict(scope["headers"]))
                 if refusal is None:
-                    receive = _replay(body, receive)
-                    # Bodies are JSON whatever the Content-Type says (curl -d sends a form type).
-                    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-                    scope = {**scope, "headers": headers + [(b"content-type", b"application/json")]}
+                    body, refusal = await self._body(scope, receive)
+                    if refusal is None:
+                        receive = _replay(body, receive)
             if refusal is not None:
                 await refusal(scope, receive, send_status)
             else:
@@ -403,6 +435,12 @@ class Gate:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
     def _refusal(self, scope) -> Response | None:
+        allowed = self.settings.allowed_hosts
+        if allowed is not None:
+            host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
+            if not any(p == "*" or host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in allowed):
+                return error_response(400, "invalid_host", f"Host {host!r} is not served here; --allowed-hosts is "
+                                      f"{','.join(allowed)}")
         if self._key is None or scope["path"] in OPEN_PATHS:
             return None
         auth = dict(scope["headers"]).get(b"authorization", b"")
@@ -419,10 +457,15 @@ class Gate:
         if length is not None and length.isdigit() and int(length) > limit:
             return b"", too_large
         chunks, size = [], 0
+        until = scope["state"]["arrived"] + self.settings.body_timeout
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), until - time.monotonic())
+            except asyncio.TimeoutError:
+                return b"", error_response(408, "timeout", f"the body did not arrive within --body-timeout "
+                                           f"({self.settings.body_timeout:g} s)", {"Connection": "close"})
             if message["type"] == "http.disconnect":
-                return b"", error_response(400, "invalid_request", "the client disconnected while sending")
+                return b"", error_response(499, "client_closed", "the client disconnected while sending")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -436,7 +479,51 @@ class Gate:
         except UnicodeDecodeError as exc:
             return b"", error_response(422, "invalid_request", f"the body is not valid UTF-8 (byte "
                                        f"0x{body[exc.start]:02x} at offset {exc.start})")
+        if b"\0" in body:  # never valid JSON, and Python's json would read it as UTF-16 or UTF-32
+            return b"", error_response(422, "invalid_request", f"the body is not valid JSON (a NUL byte at offset "
+                                       f"{body.index(0)})")
+        if _nested_too_deep(body):
+            return b"", error_response(422, "invalid_request", f"the body is not valid JSON here: arrays and objects "
+                                       f"nested deeper than {JSON_DEPTH} levels")
         return body, None
+
+
+def _unsupported_body(headers: dict[bytes, bytes]) -> Response | None:
+    """415 unless the body is uncompressed JSON. Requiring ``application/json`` also means a browser page
+    cannot post to the server without a CORS preflight, which the server never grants."""
+    encoding = headers.get(b"content-encoding", b"").strip().lower()
+    if encoding not in (b"", b"identity"):
+        return error_response(415, "unsupported_media_type", f"Content-Encoding {encoding.decode('latin-1')!r} is "
+                              "not supported: send the body uncompressed")
+    given = headers.get(b"content-type", b"").decode("latin-1")
+    media, *params = (part.strip().lower() for part in given.split(";"))
+    charset = next((p.partition("=")[2].strip('" ') for p in params if p.startswith("charset=")), "utf-8")
+    if media != "application/json" or charset not in ("utf-8", "utf8"):
+        return error_response(415, "unsupported_media_type", "send the body as JSON with 'Content-Type: "
+                              f"application/json' (got {given!r})" if given else "send the body as JSON with "
+                              "'Content-Type: application/json' (no Content-Type was given)")
+    return None
+
+
+def _host_name(host: str) -> str:
+    """The Host header without its port: ``[::1]:8000`` -> ``[::1]``, ``Localhost:8000`` -> ``localhost``."""
+    host = host.strip().lower()
+    return host[:host.index("]") + 1] if host.startswith("[") and "]" in host else host.partition(":")[0]
+
+
+def _nested_too_deep(body: bytes) -> bool:
+    """Whether arrays and objects nest deeper than JSON_DEPTH. Python's json recurses once per level, up to
+    the interpreter's recursion limit, past the C stack if a library raised that limit; pydantic-core's
+    parser stops at JSON_DEPTH. Escaped surrogates (refused later, naming their field) are made ordinary
+    characters of the same length so the parse reaches the nesting behind them."""
+    if body.count(b"[") + body.count(b"{") <= JSON_DEPTH:
+        return False
+    try:
+        from_json(body.removeprefix(b"\xef\xbb\xbf").replace(b"\\ud", b"\\u0").replace(b"\\uD", b"\\u0"),
+                  cache_strings=False)
+    except ValueError as exc:
+        return "recursion limit" in str(exc)
+    return False
 
 
 def _replay(body: bytes, receive):
@@ -579,7 +666,10 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
                  summary="Cohere/Jina/vLLM rerank: documents by reward, highest first")(rerank)
 
     @app.post("/get_reward", response_model=GetRewardResponse, responses=ERRORS,
-              summary="OpenRLHF remote reward model: rewards for rendered queries")
+              summary="OpenRLHF remote reward model: rewards for rendered queries",
+              description="Beyond the schema, 422 (naming `query[i]`) when a query does not start with its "
+              "prompt, when `prompts` and `query` differ in length, or, without `prompts`, when a query is not a "
+              "ChatML or Llama-3 rendering with a user turn followed by an assistant header.")
     async def get_reward(body: GetRewardRequest, request: Request):
         if body.prompts is not None and len(body.prompts) != len(body.query):
             raise ApiError(422, "invalid_request", f"prompts has {len(body.prompts)} items but query has "
@@ -630,7 +720,10 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
                          "reward": r.reward} for i, r in enumerate(scored.rewards)]
 
     @app.post("/classify", response_model=ClassificationResponse, responses=ERRORS,
-              summary="vLLM classify: probs = [reward] per input (rendered chat texts, or one conversation)")
+              summary="vLLM classify: probs = [reward] per input (rendered chat texts, or one conversation)",
+              description="Beyond the schema, 422 when an `input` text is not a ChatML or Llama-3 rendering with a "
+              "user turn followed by an assistant header, when `messages` has no assistant message or no user "
+              "message before the last one, or when `truncate_prompt_tokens` is below the server's max_length.")
     async def classify(body: ClassificationRequest, request: Request):
         common, items = await vllm_pooling(body, request, "classify")
         data = [{"index": x["index"], "label": "reward", "probs": [x.pop("reward")], "num_classes": 1, **x}
@@ -638,7 +731,10 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
         return JSONResponse({**common, "data": data})
 
     @app.post("/pooling", response_model=PoolingResponse, responses=ERRORS,
-              summary="vLLM pooling: data = [reward] per input (rendered chat texts, or one conversation)")
+              summary="vLLM pooling: data = [reward] per input (rendered chat texts, or one conversation)",
+              description="Beyond the schema, 422 when an `input` text is not a ChatML or Llama-3 rendering with a "
+              "user turn followed by an assistant header, when `messages` has no assistant message or no user "
+              "message before the last one, or when `truncate_prompt_tokens` is below the server's max_length.")
     async def pooling(body: PoolingRequest, request: Request):
         common, items = await vllm_pooling(body, request, "pool")
         order = sys.byteorder if body.endianness == "native" else body.endianness
@@ -683,6 +779,10 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's "error parsing the body"
+            cause = exc.__cause__
+            return error_response(422, "invalid_request", f"the body is not valid JSON ({type(cause).__name__}: "
+                                  f"{cause})")
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = (f"no endpoint {request.method} {request.url.path}; see /docs" if exc.status_code in (404, 405)
                    else str(exc.detail))
@@ -692,9 +792,30 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
     async def on_unexpected(_request, exc: Exception):
         return error_response(500, "internal", f"{type(exc).__name__}: {exc}")
 
+    app.openapi = functools.partial(_openapi, app, settings)
     endpoints = frozenset(route.path for route in app.routes)
-    app.add_middleware(Gate, settings=settings, metrics=metrics, endpoints=endpoints)
+    posts = frozenset(route.path for route in app.routes if "POST" in getattr(route, "methods", ()))
+    app.add_middleware(Gate, settings=settings, metrics=metrics, endpoints=endpoints, posts=posts)
     return app
+
+
+def _openapi(app: FastAPI, settings: ServeSettings) -> dict:
+    """FastAPI's schema plus what the Gate answers before any route: 400 to a Host not allowed and, with an
+    API key, the bearer scheme and 401 on every operation but the open ones."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+        if settings.api_key:
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {
+                "type": "http", "scheme": "bearer", "description": "the server's --api-key (or $CODESCALER_API_KEY)"}}
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                if settings.allowed_hosts is not None:
+                    operation["responses"]["400"] = {"description": GATE_ERRORS[400], **error}
+                if settings.api_key and path not in OPEN_PATHS:
+                    operation["responses"]["401"] = {"description": GATE_ERRORS[401], **error}
+                    operation["security"] = [{"bearer": []}]
+    return app.openapi_schema
 
 
 async def _disconnect(request: Request) -> None:

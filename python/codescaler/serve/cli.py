@@ -27,7 +27,11 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     p.add_argument("--api-key", default=None, help=f"require 'Authorization: Bearer KEY' on every endpoint but "
-                   f"/health and the docs (also from ${API_KEY_ENV})")
+                   f"/health and the docs; prefer ${API_KEY_ENV}: a flag is visible to every user in the process list")
+    p.add_argument("--allowed-hosts", default=None, metavar="HOST[,HOST...]",
+                   help="Host header names the server answers, else 400 ('*': any; '*.example.com': its subdomains); "
+                   "default: localhost,127.0.0.1,[::1] when --host is loopback (so a web page cannot reach the "
+                   "server through a name it controls), any otherwise")
     p.add_argument("--batch-window-ms", type=float, default=d.batch_window_ms,
                    help="how long the oldest waiting request waits for others to merge with (default: %(default)s)")
     p.add_argument("--no-batching", dest="batching", action="store_false",
@@ -40,6 +44,12 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="larger bodies get 413 (default: %(default)s)")
     p.add_argument("--max-items", type=int, default=d.max_items,
                    help="responses in one request; more get 413; also caps one merged call (default: %(default)s)")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                   help="seconds to receive a request's body once its headers are in, else 408 and the connection "
+                   "is closed (default: %(default)s)")
+    p.add_argument("--limit-concurrency", type=int, default=d.limit_concurrency,
+                   help="open connections and requests in flight; past it uvicorn answers 503 (plain text) and "
+                   "closes the connection (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=d.timeout,
                    help="seconds from arrival to answer, else 504; a request's X-Request-Timeout header may "
                    "lower it (default: %(default)s)")
@@ -54,6 +64,17 @@ def add_serve_parser(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
+def _allowed_hosts(given: str | None, listen: str) -> tuple[str, ...] | None:
+    from .settings import ServeSettings
+
+    if given is None:
+        return ServeSettings.default_allowed_hosts(listen)
+    names = [h.strip().lower() for h in given.split(",") if h.strip()]
+    if "*" in names:
+        return None
+    return tuple(f"[{h}]" if ":" in h and not h.startswith("[") else h for h in names)  # an IPv6 address
+
+
 def cmd_serve(args) -> int:
     import threading
 
@@ -66,23 +87,31 @@ def cmd_serve(args) -> int:
     from .settings import ServeSettings
     from .worker import ModelProcess
 
-    for flag in ("max_batch_tokens_in_flight", "max_queue", "max_body_bytes", "max_items"):
+    for flag in ("max_batch_tokens_in_flight", "max_queue", "max_body_bytes", "max_items", "limit_concurrency"):
         if getattr(args, flag) < 1:
             raise InputError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     if args.batch_window_ms < 0 or args.timeout <= 0 or args.drain_timeout < 0:
         raise InputError("--batch-window-ms and --drain-timeout must be >= 0 and --timeout > 0")
+    if args.body_timeout <= 0:
+        raise InputError(f"--body-timeout must be > 0, got {args.body_timeout:g}")
     options = checked(from_args(args))  # a bad option fails before the port is taken
+    if args.api_key:
+        print(f"codescaler: warning: --api-key is visible to every user of this machine in the process list; set "
+              f"${API_KEY_ENV} instead", file=sys.stderr, flush=True)
     settings = ServeSettings(api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                              batch_window_ms=args.batch_window_ms, batching=args.batching,
                              max_batch_tokens_in_flight=args.max_batch_tokens_in_flight, max_queue=args.max_queue,
-                             max_body_bytes=args.max_body_bytes, max_items=args.max_items, timeout=args.timeout)
+                             max_body_bytes=args.max_body_bytes, max_items=args.max_items, timeout=args.timeout,
+                             body_timeout=args.body_timeout, limit_concurrency=args.limit_concurrency,
+                             allowed_hosts=_allowed_hosts(args.allowed_hosts, args.host))
     if args.model_process:
         app = create_app(lambda: ModelProcess.start(args.model, options), settings)
     else:
         app = create_app(lambda: RewardModel.from_pretrained(args.model, **options), settings)
     scheduler = app.state.scheduler
     server = _DrainingServer(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                            access_log=False, timeout_graceful_shutdown=5),
+                                            access_log=False, timeout_graceful_shutdown=5,
+                                            limit_concurrency=settings.limit_concurrency),
                              scheduler, args.drain_timeout)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}"

@@ -139,6 +139,100 @@ def test_parquet_on_two_actors_equals_single_process(data, reference, cluster):
     assert summary.errors == len(BAD_LINES)
 
 
+def _mixed_rows() -> list[dict]:
+    """300 JSON rows whose fields disagree between rows: ids that are strings or integers, a field that
+    first appears on row 261 (after the first batch of 256) with objects of two shapes, integers and floats
+    in one field, and values Parquet cannot hold as themselves."""
+    rows = []
+    for i in range(300):
+        row = {"id": f"g{i}" if i % 2 else i, "question": f"q{i % 7}", "response": f"```python\nx = {i}\n```"}
+        if i >= 260:
+            row["late"] = {"k": i} if i % 3 else {"j": "s"}
+        if i % 5 == 0:
+            row["num"] = i if i % 10 else i + 0.5
+        row.update({280: {"huge": 2 ** 70}, 281: {"note": "a\ud800"}, 282: {"empty": {}}}.get(i, {}))
+        rows.append(row)
+    return rows
+
+
+def _score_in_process(model, src: Path, out: Path):
+    """``write_scored`` fed by the actors' code run in this process: what ``score --ray`` writes, without Ray."""
+    inputs = ray_data.resolve_inputs(str(src))
+    scorer = ray_data.Scorer.__new__(ray_data.Scorer)
+    scorer.model, scorer.per_call, scorer.fmt = model, {}, inputs.format
+    scorer.paths = inputs.paths if len(inputs.paths) > 1 else None
+
+    def tables():
+        for i, first, start, stop, _rows in inputs.chunks:
+            chunk = pa.table({"format": [inputs.format], "path": [inputs.paths[i]], "file": [i], "first": [first],
+                              "start": [start], "stop": [stop]})
+            yield scorer(ray_data._read_chunks(chunk))
+
+    return ray_data.write_scored(tables(), inputs, str(out))
+
+
+def test_parquet_output_of_mixed_rows_keeps_every_field(qwen3_dir, tmp_path):
+    from codescaler.model import RewardModel
+
+    rows = _mixed_rows()
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
+    summary = _score_in_process(model, src, tmp_path / "out.parquet")
+    assert summary.lines == 300 and summary.ok == 300
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed.jsonl", "out.parquet"]  # no .part, no spool
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column_names == ["id", "question", "response", "num", "late", "huge", "note", "empty", "reward",
+                                  "raw_score", "status", "truncated", "error"]
+    types = {f.name: f.type for f in table.schema}
+    assert types["id"] == pa.string() and types["num"] == pa.float64() and types["huge"] == pa.string()
+    assert types["late"] == pa.struct([("k", pa.int64()), ("j", pa.string())])
+    got = table.to_pylist()
+    assert [g["id"] for g in got[:3]] == ["0", "g1", "2"]  # strings as they are, integers as JSON text
+    assert got[259]["late"] is None and got[261]["late"] == {"k": None, "j": "s"} and got[262]["late"] == {"k": 262, "j": None}
+    assert got[10]["num"] == 10.5 and got[5]["num"] == 5.0 and got[1]["num"] is None
+    assert (got[280]["huge"], got[281]["note"], got[282]["empty"]) == (str(2 ** 70), '"a\\ud800"', "{}")
+    want = model.score([r["question"] for r in rows], [r["response"] for r in rows])
+    assert [g["reward"] for g in got] == [w.reward for w in want]  # same bits as the API
+    # the same run as JSONL keeps every value as it was
+    _score_in_process(model, src, tmp_path / "out.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in lines[:2]] == [0, "g1"] and [x["reward"] for x in lines] == [g["reward"] for g in got]
+
+
+def test_parquet_inputs_whose_schemas_differ_keep_every_column(qwen3_dir, tmp_path):
+    from codescaler.model import RewardModel
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pq.write_table(pa.table({"id": pa.array([1, 2], pa.int32()), "question": ["q", "q"],
+                             "response": ["```python\nx = 1\n```", "none"], "tag": [1, 2]}), folder / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array([3], pa.int64()), "question": ["q"], "response": ["```python\ny = 2\n```"],
+                             "tag": ["three"], "late": [True]}), folder / "b.parquet")
+    model = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
+    summary = _score_in_process(model, folder, tmp_path / "out.parquet")
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert summary.lines == 3 and table.column_names[:5] == ["id", "question", "response", "tag", "late"]
+    assert table.schema.field("id").type == pa.int64() and table.schema.field("tag").type == pa.string()
+    assert table.column("id").to_pylist() == [1, 2, 3] and table.column("tag").to_pylist() == ["1", "2", "three"]
+    assert table.column("late").to_pylist() == [None, None, True]
+    assert table.column("status").to_pylist() == ["ok", "no_block", "ok"]
+
+
+def test_mixed_rows_on_ray_give_the_same_parquet(qwen3_dir, cluster, tmp_path):
+    """String and integer ids and a late field, JSONL in, Parquet out, on Ray: what the writer gets in
+    this process, bit for bit."""
+    from codescaler.model import RewardModel
+
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in _mixed_rows()))
+    summary, _ = ray_data.score_with_ray(str(qwen3_dir), str(src), str(tmp_path / "ray.parquet"), actors=1,
+                                         options={"dtype": "float32"})
+    _score_in_process(RewardModel.from_pretrained(qwen3_dir, dtype="float32"), src, tmp_path / "here.parquet")
+    assert summary.lines == 300
+    assert pq.read_table(tmp_path / "ray.parquet").equals(pq.read_table(tmp_path / "here.parquet"))
+
+
 def test_killed_actor_loses_no_row(data, reference, cluster):
     """A scoring actor is SIGKILLed mid-run: Ray restarts it and retries its batch; the output, read from
     a folder of two files, still has every row once, in order."""

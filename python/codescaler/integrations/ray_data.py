@@ -184,11 +184,18 @@ def _read_chunks(batch):
     return pa.concat_tables(tables)
 
 
+def _result_types() -> dict:
+    """The Arrow types of the result columns."""
+    import pyarrow as pa
+
+    return {"reward": pa.float64(), "raw_score": pa.float64(), "status": pa.string(), "truncated": pa.bool_(),
+            "error": pa.string()}
+
+
 def _result_columns(results: list[dict]):
     import pyarrow as pa
 
-    types = {"reward": pa.float64(), "raw_score": pa.float64(), "status": pa.string(),
-             "truncated": pa.bool_(), "error": pa.string()}
+    types = _result_types()
     return {k: pa.array([r.get(k) for r in results], types[k]) for k in RESULTS}
 
 
@@ -325,14 +332,158 @@ def scored_dataset(ray, inputs: Inputs, model: str, load: dict, per_call: dict, 
         max_restarts=-1, max_task_retries=-1)
 
 
-class _Writer:
-    """One output file, JSONL or Parquet, written to ``PATH.part`` and renamed when complete."""
+# A Parquet file has one type per column, fixed before its first row is written; JSON rows and Parquet
+# files need not agree, so the output's schema is built from every row (JSONL input: the rows wait in a
+# spool file until the last one is read) or from every input file's schema (Parquet input). A field's
+# common type, when its values differ in type between rows or files: integers and floats together are
+# float64 if every integer is exact in a float64 (|i| <= 2**53, JSON input); integer columns of different
+# widths are int64 (Parquet input); anything else that differs (e.g. ids that are strings on some rows and
+# integers on others) is a string column holding strings as they are and other values as their JSON text
+# (7 -> "7", {"k": 1} -> '{"k": 1}'), as is a value Parquet cannot hold (an integer past int64, an empty
+# object, text that is not valid Unicode).
+EXACT_INT = 2 ** 53
+SPOOL_ROWS = 4096  # rows per Parquet write when the spool is read back
 
-    def __init__(self, path: str):
+
+def _as_text(value):
+    """A value of a string column of mixed types: strings as they are, other values as JSON text."""
+    from ..cli import _dumps
+    from ..model import lone_surrogate
+
+    if value is None or (isinstance(value, str) and lone_surrogate(value) is None):
+        return value
+    return _dumps(value)
+
+
+class _JsonFields:
+    """The input fields of JSON rows, in order of first appearance, and what their values have been."""
+
+    def __init__(self):
+        self.kinds: dict[str, set[str]] = {}
+        self.nested: dict[str, set] = {}  # Arrow types of the object and list values, batch by batch
+        self.text: set[str] = set()  # fields that can only be a string column of JSON text
+
+    def add(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+
+        nested: dict[str, list] = {}
+        for row in rows:
+            for name, value in row.items():
+                kinds = self.kinds.setdefault(name, set())
+                if value is None:
+                    continue
+                if isinstance(value, bool):
+                    kinds.add("bool")
+                elif isinstance(value, int):
+                    kinds.add("int" if -EXACT_INT <= value <= EXACT_INT else
+                              "bigint" if -2 ** 63 <= value < 2 ** 63 else "text")
+                elif isinstance(value, float):
+                    kinds.add("float")
+                elif isinstance(value, str):
+                    kinds.add("str")
+                else:
+                    kinds.add("nested")
+                    nested.setdefault(name, []).append(value)
+        for name, values in nested.items():
+            try:
+                self.nested.setdefault(name, set()).add(pa.array(values).type)
+            except Exception:  # noqa: BLE001 - pyarrow's ArrowInvalid/TypeError: no one Arrow type holds them
+                self.text.add(name)
+
+    def schema(self):
+        import pyarrow as pa
+
+        fields = [pa.field(name, self._type(name)) for name in self.kinds]
+        return pa.schema(fields + [pa.field(k, t) for k, t in _result_types().items()])
+
+    def _type(self, name: str):
+        import pyarrow as pa
+
+        kinds = self.kinds[name]
+        if name in self.text or "text" in kinds:
+            return pa.string()
+        if not kinds:
+            return pa.null()
+        if kinds <= {"int", "bigint"}:
+            return pa.int64()
+        if kinds <= {"int", "float"}:
+            return pa.float64()
+        if len(kinds) > 1:
+            return pa.string()
+        kind = next(iter(kinds))
+        if kind != "nested":
+            return {"bool": pa.bool_(), "str": pa.string()}[kind]
+        import pyarrow.parquet as pq
+
+        try:
+            unified = pa.unify_schemas([pa.schema([pa.field(name, t)]) for t in self.nested[name]],
+                                       promote_options="permissive").field(name).type
+            pq.ParquetWriter(pa.BufferOutputStream(), pa.schema([pa.field(name, unified)])).close()
+        except Exception:  # noqa: BLE001 - no common nested type, or one Parquet cannot store (an empty struct)
+            self.text.add(name)
+            return pa.string()
+        return unified
+
+
+class _NotThisType(Exception):
+    """A column's values do not fit the type the schema gave it; the field becomes a string column."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+def _column(name: str, values: list, kind, text: bool):
+    import pyarrow as pa
+
+    try:
+        return pa.array([_as_text(v) for v in values] if text else values, kind)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors, a str that cannot be UTF-8
+        if text:
+            raise
+        raise _NotThisType(name) from exc
+
+
+def _parquet_schema(paths: list[str]):
+    """The output schema for Parquet input files: every column of every file, in order of first
+    appearance, at its common type (see above), then the result columns; and the names of the columns
+    that hold JSON text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    types: dict[str, list] = {}
+    for p in paths:
+        for field in pq.read_schema(p):
+            if field.name not in RESULTS:
+                types.setdefault(field.name, []).append(field.type)
+    fields, text = [], set()
+    for name, seen in types.items():
+        known = {t for t in seen if not pa.types.is_null(t)}
+        if len(known) <= 1:
+            kind = known.pop() if known else pa.null()
+        elif all(pa.types.is_integer(t) and t != pa.uint64() for t in known):
+            kind = pa.int64()
+        else:
+            kind = pa.string()
+            text.add(name)
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields + [pa.field(k, t) for k, t in _result_types().items()]), text
+
+
+class _Writer:
+    """One output file, JSONL or Parquet, written to ``PATH.part`` and renamed when complete. JSONL rows
+    bound for Parquet wait in an unnamed spool file beside it until the schema is known."""
+
+    def __init__(self, path: str, parquet_inputs: list[str] | None = None):
         self.path, self.format = path, _format(path)
         self.tmp = None if path == "-" else f"{path}.part"
-        self._parquet = self._schema = None
+        self._text = self._spool = self._fields = None
+        self._schema, self._text_columns = (_parquet_schema(parquet_inputs) if parquet_inputs and self.format == PARQUET
+                                       else (None, set()))
+        self._parquet = None
         try:
+            if os.path.isdir(path):
+                raise IsADirectoryError(21, "is a folder")
             self._text = (sys.stdout if path == "-" else
                           open(self.tmp, "w", encoding="utf-8") if self.format == JSONL else None)
             if self.format == PARQUET:
@@ -341,61 +492,86 @@ class _Writer:
             raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
 
     def write(self, table, in_format: str) -> None:
-        import pyarrow as pa
-
         if self.format == JSONL:
             if in_format == JSONL:
                 lines = table.column("_row").to_pylist()
             else:
                 lines = [json.dumps(r, ensure_ascii=False, default=str) for r in table.to_pylist()]
             self._text.write("".join(line + "\n" for line in lines))
-            return
-        if in_format == JSONL:
-            rows = [json.loads(r) for r in table.column("_row").to_pylist()]
-            fields = pa.Table.from_pylist([{k: v for k, v in r.items() if k not in RESULTS} for r in rows])
-            for name in RESULTS:
-                fields = fields.append_column(name, table.column(name))
-            table = fields
-        self._write_parquet(table)
+        elif in_format == JSONL:
+            import tempfile
 
-    def _write_parquet(self, table) -> None:
+            if self._spool is None:
+                self._spool = tempfile.TemporaryFile(dir=os.path.dirname(os.path.abspath(self.path)))
+                self._fields = _JsonFields()
+            lines = table.column("_row").to_pylist()
+            self._fields.add([{k: v for k, v in json.loads(line).items() if k not in RESULTS} for line in lines])
+            self._spool.write("".join(line + "\n" for line in lines).encode("utf-8"))
+        else:
+            self._write_parquet_input(table)
+
+    def _write_parquet_input(self, table) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self._parquet is None:
-            self._schema = table.schema
             self._parquet = pq.ParquetWriter(self.tmp, self._schema)
-        names = self._schema.names
-        extra = [c for c in table.column_names if c not in names]
-        if extra:
-            raise InputError(f"{self.path}: field {extra[0]!r} first appears after the first batch of rows; "
-                             "Parquet needs one schema (write JSONL output instead)")
+        columns = []
         for field in self._schema:
             if field.name not in table.column_names:
-                table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
-        try:
-            table = table.select(names).cast(self._schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-            raise InputError(f"{self.path}: a field changes type between batches of rows ({exc}); Parquet needs "
-                             "one type per column (write JSONL output instead)") from None
-        self._parquet.write_table(table)
+                columns.append(pa.nulls(table.num_rows, field.type))
+            elif field.name in self._text_columns:
+                columns.append(_column(field.name, table.column(field.name).to_pylist(), pa.string(), True))
+            else:
+                columns.append(table.column(field.name).cast(field.type))
+        self._parquet.write_table(pa.Table.from_arrays(columns, schema=self._schema))
+
+    def _write_spool(self) -> None:
+        """The spooled JSON rows as Parquet, with the schema of every row; a field whose values do not fit
+        the type their kinds gave it becomes a string column, and the file is written again."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        text: set[str] = set(self._fields.text)
+        while True:
+            schema = self._fields.schema()
+            schema = pa.schema([pa.field(f.name, pa.string()) if f.name in text else f for f in schema])
+            try:
+                with pq.ParquetWriter(self.tmp, schema) as out:
+                    self._spool.seek(0)
+                    while lines := [line for _, line in zip(range(SPOOL_ROWS), self._spool)]:
+                        rows = [json.loads(line) for line in lines]
+                        out.write_table(pa.Table.from_arrays(
+                            [_column(f.name, [r.get(f.name) for r in rows], f.type, f.name in text) for f in schema],
+                            schema=schema))
+                return
+            except _NotThisType as exc:
+                text.add(exc.name)
+                self._fields.text.add(exc.name)
 
     def close(self, keep: bool) -> None:
-        if self._text is not None and self._text is not sys.stdout:
-            self._text.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        if self.tmp is None:
-            sys.stdout.flush()
-        elif keep:
-            if self.format == PARQUET and self._parquet is None:  # no rows: still a valid, empty file
-                import pyarrow as pa
-                import pyarrow.parquet as pq
+        try:
+            if self._text is not None and self._text is not sys.stdout:
+                self._text.close()
+            if self._parquet is not None:
+                self._parquet.close()
+            if keep and self._spool is not None:
+                self._write_spool()
+            if self.tmp is None:
+                sys.stdout.flush()
+            elif keep:
+                if self.format == PARQUET and self._parquet is None and self._spool is None:
+                    import pyarrow as pa  # no rows: still a valid, empty file
+                    import pyarrow.parquet as pq
 
-                pq.write_table(pa.table(_result_columns([])), self.tmp)
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
+                    pq.write_table(pa.table(_result_columns([])) if self._schema is None else
+                                   self._schema.empty_table(), self.tmp)
+                os.replace(self.tmp, self.path)
+        finally:
+            if self._spool is not None:
+                self._spool.close()
+            if not keep and self.tmp is not None and os.path.exists(self.tmp):
+                os.remove(self.tmp)
 
 
 def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None):
@@ -404,7 +580,7 @@ def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None)
     from ..cli import ScoreSummary
 
     summary = ScoreSummary()
-    writer = _Writer(output)
+    writer = _Writer(output, inputs.paths if inputs.format == PARQUET else None)
     # (file, line or row) of every input row, in order: each output row must be the next one
     expected = ((f, n) for f, first, _start, _stop, rows in inputs.chunks for n in range(first, first + rows))
     done = False
@@ -441,6 +617,7 @@ def score_with_ray(model: str, input: str, output: str, *, actors: int | None = 
     from .. import options as opts
     from ..tiny import resolve_model
 
+    _import_ray()  # a missing extra is the first thing said
     chosen = opts.checked(options or {})
     per_call = {k: v for k, v in chosen.items() if k in opts.PER_CALL}
     load = {k: v for k, v in chosen.items() if k not in opts.PER_CALL}
@@ -484,11 +661,19 @@ def cmd_score(args) -> int:
     """``codescaler score --ray``: the options as for ``score``, then the run and its summary on stderr."""
     from .. import options as opts
 
+    from ..cli import INTERRUPTED, interrupted_summary
+
     started = time.perf_counter()
-    summary, info = score_with_ray(args.model, args.input, args.output, actors=args.actors, address=args.address,
-                                   options=opts.from_args(args))
-    took = time.perf_counter() - started
     where = "stdout" if args.output == "-" else args.output
+    written = [0]
+    try:
+        summary, info = score_with_ray(args.model, args.input, args.output, actors=args.actors,
+                                       address=args.address, options=opts.from_args(args),
+                                       on_rows=lambda n: written.__setitem__(0, n))
+    except KeyboardInterrupt:
+        print(interrupted_summary(written[0], "row", where), file=sys.stderr)
+        return INTERRUPTED
+    took = time.perf_counter() - started
     parts = [f"{summary.ok} ok", f"{summary.no_code} without valid code", f"{summary.errors} input error(s)",
              f"{summary.truncated} truncated"]
     print(f"codescaler: {summary.lines} row(s) in {took:.1f} s (Ray start {info['ray_start_s']:.1f} s) on "

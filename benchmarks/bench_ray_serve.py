@@ -88,7 +88,8 @@ def _run(args, path, routing: str, port: int, bodies: list[dict]) -> dict:
     hits, misses = (a - b for a, b in zip(_question_cache(url, replicas), before))
     serve.delete(routing)
     latencies = sorted(a[2] for a in answers)
-    return {"routing": routing, "up": up, "wall": wall, "responses": sum(len(b["groups"][0]["responses"]) for b in bodies),
+    responses = sum(len(b["groups"][0]["responses"]) for b in bodies)
+    return {"routing": routing, "up": up, "wall": wall, "responses": responses,
             "p50": latencies[len(latencies) // 2] * 1000, "p95": latencies[int(len(latencies) * 0.95)] * 1000,
             "hits": hits, "misses": misses, "small_ms": small_ms,
             "split": sorted(sum(a[0] == r for a in answers) for r in replicas),
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'routing':<13} {'s':>6} {'resp/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'q hits':>6} {'q misses':>8} "
           f"{'requests per replica':>20} {'1-item ms':>9}")
     for r in rows:
-        print(f"{r['routing']:<13} {r['wall']:>6.2f} {r['responses'] / r['wall']:>7.1f} {r['p50']:>7.0f} {r['p95']:>7.0f} "
+        print(f"{r['routing']:<13} {r['wall']:>6.2f} {r['responses'] / r['wall']:>7.1f} {r['p50']:>7.0f} "
+              f"{r['p95']:>7.0f} "
               f"{r['hits']:>6.0f} {r['misses']:>8.0f} {' / '.join(map(str, r['split'])):>20} {r['small_ms']:>9.1f}")
     print(f"rewards equal bit for bit across routings: {same}")
     return 0 if same else 1

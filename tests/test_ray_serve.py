@@ -82,7 +82,7 @@ def _cache(url: str, replica: str) -> tuple[float, float]:
     """(prefix cache hits, misses) on one replica, from its /metrics."""
     status, who, metrics = _call(url, "/metrics", replica=replica)
     assert status == 200 and who == replica
-    return _counter(metrics, "codescaler_prefix_cache_hits_total"), _counter(metrics, "codescaler_prefix_cache_misses_total")
+    return tuple(_counter(metrics, f"codescaler_prefix_cache_{n}_total") for n in ("hits", "misses"))
 
 
 def test_one_question_one_replica(affinity):
@@ -107,11 +107,18 @@ def test_one_question_one_replica(affinity):
         assert (hits, misses) == (3 * mine, 0), (r, hits, misses, mine)
 
 
-def test_a_replica_named_in_the_header_answers(affinity):
+def _replicas(url: str) -> list[str]:
+    """The ids of the app's two replicas, from the header of answers to requests without a question."""
     replicas = set()
-    for n in range(6):
-        replicas.add(_call(affinity, "/health")[1])
-    for r in replicas:
+    for _ in range(64):
+        replicas.add(_call(url, "/health")[1])
+        if len(replicas) == 2:
+            return sorted(replicas)
+    raise AssertionError(f"64 requests without a question all went to {replicas}")
+
+
+def test_a_replica_named_in_the_header_answers(affinity):
+    for r in _replicas(affinity):
         for body in (None, _item("Sort a list.", 1)):
             status, who, _ = _call(affinity, "/health" if body is None else "/v1/rewards", body, replica=r)
             assert status == 200 and who == r
@@ -133,7 +140,8 @@ def test_answers_are_codescaler_serves_bit_for_bit(affinity, humaneval):
                                          {"question": q["prompt"], "response": other},
                                          {"question": p["prompt"], "response": "no code"}]}),
               ("/v1/rewards", {"groups": [{"question": q["prompt"], "responses": [other, "x"]},
-                                          {"question": p["prompt"], "responses": [good, good + " ", "```python\nx = (\n```"]}]}),
+                                          {"question": p["prompt"],
+                                           "responses": [good, good + " ", "```python\nx = (\n```"]}]}),
               ("/v1/best_of_n", {"question": p["prompt"], "candidates": ["none", good, other]}),
               ("/v1/rerank", {"query": p["prompt"], "documents": ["nothing", good, {"text": other}], "top_n": 2}),
               ("/get_reward", {"query": [chat, chat.replace("return", "yield")]}),
@@ -173,14 +181,14 @@ def test_a_burst_for_one_question_stays_on_its_replica(affinity):
 
 
 def test_an_overloaded_replica_is_passed_over(cluster, affinity):
-    """With max_imbalance=1 the same burst spreads: once the question's replica holds 2 requests more than
-    the other, the other takes the next."""
-    url = _deploy("imbalance", cluster, "/imbalance", max_imbalance="1")
+    """With max_imbalance=0 a burst for one question spreads: while the question's replica holds a request
+    more than the other, the other takes the next."""
+    url = _deploy("imbalance", cluster, "/imbalance", max_imbalance="0")
     try:
         question = "Return the sum of a list of integers.\n"
-        body = {"items": [{"question": question, "response": f"```python\nx = {k}\n```"} for k in range(48)]}
-        with cf.ThreadPoolExecutor(8) as pool:
-            got = list(pool.map(lambda _: _call(url, "/v1/rewards", body), range(8)))
+        body = {"items": [{"question": question, "response": f"```python\nx = {k}\n```"} for k in range(96)]}
+        with cf.ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(lambda _: _call(url, "/v1/rewards", body), range(12)))
         assert all(status == 200 for status, _, _ in got)
         assert len({replica for _, replica, _ in got}) == 2
         assert len({json.dumps(b) for _, _, b in got}) == 1  # the same rewards from either replica
@@ -200,12 +208,7 @@ def test_two_replicas_share_one_redis_reward_cache(cluster, affinity, humaneval,
     redis_server = RedisServer(tmp_path)
     url = _deploy("redis", cluster, "/redis", reward_cache=redis_server.url)
     try:
-        replicas = set()
-        for _ in range(40):
-            replicas.add(_call(url, "/health")[1])
-            if len(replicas) == 2:
-                break
-        a, b = sorted(replicas)
+        a, b = _replicas(url)
         p = humaneval[2]
         body = {"groups": [{"question": p["prompt"], "responses": [
             f"```python\n{(p['prompt'] + p['canonical_solution']).strip()}\n```", "```python\nx = 1\n```"]}]}

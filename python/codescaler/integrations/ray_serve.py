@@ -24,6 +24,7 @@ import asyncio
 import functools
 import hashlib
 import json
+import random
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -136,10 +137,10 @@ class QuestionAffinityRouter(ConsistentHashRouter):
             pinned = [r for r in candidate_replicas if r.replica_id.unique_id == key[len(PIN):]]
             return [pinned or candidate_replicas]
         if not key:
-            return [candidate_replicas]  # Ray picks the one with the shortest queue among them
+            return [_shuffled(candidate_replicas)]
         ranks = await super().choose_replicas(candidate_replicas, pending_request)
         if ranks and len(candidate_replicas) > 1 and await self._overloaded(ranks[0][0], candidate_replicas):
-            return [candidate_replicas]
+            return [_shuffled(candidate_replicas)]
         return ranks
 
     async def _overloaded(self, owner, replicas) -> bool:
@@ -162,6 +163,12 @@ class QuestionAffinityRouter(ConsistentHashRouter):
             if n is not None:
                 loads[r.replica_id] = n
         return loads
+
+
+def _shuffled(replicas: list) -> list:
+    """Candidates for "the least loaded": Ray takes the shortest queue among them, the first on a tie, so
+    they come in random order (idle replicas share the requests without a question)."""
+    return random.sample(replicas, len(replicas))
 
 
 # ----------------------------------------------------------------------------------------------- replicas

@@ -146,7 +146,7 @@ def test_capi_from_c(binaries, engines):
 
 def test_bad_lines_are_answered_in_place(binaries, engines, tmp_path):
     big = "```python\n" + "x = 1\n" * (10 * 1024 * 1024 // 6) + "```"  # a 10 MB response
-    large = "```python\n" + "x = 1\n" * (1024 * 1024 // 6) + "```"  # 1 MB
+    large = "```python\n" + "x = 1\n" * (200 * 1024 // 6) + "```"  # 200 KB, under MAX_CODE_BYTES
     rows = [{"id": "a", "question": "q", "response": "```python\nx = 1\n```"},
             b"\xff\xfe not utf-8\n",
             b"\n",
@@ -165,10 +165,9 @@ def test_bad_lines_are_answered_in_place(binaries, engines, tmp_path):
     assert "line 2: not valid UTF-8" in got[1]["error"] and "blank line" in got[2]["error"]
     assert "lone surrogate" in got[3]["error"] and "'response' must be a string (missing)" in got[5]["error"]
     assert got[6] == {"id": "c", "reward": 0, "raw_score": None, "status": "no_block", "truncated": False}
-    # The parse budget is counted in parser steps (parse_budget_steps, 32M): 10 MB of "x = 1" lines take 60M
-    # and end as timeout with reward 0 on any machine under any load; 1 MB (6M steps) parses, and the model
-    # sees its first max_length tokens.
-    assert got[7] == {"id": "d", "reward": 0, "raw_score": None, "status": "timeout", "truncated": False}
+    # Code over MAX_CODE_BYTES (256 KiB) is code_too_long with reward 0, as in Python, and never parsed; 200 KB
+    # parses, and the model sees its first max_length tokens.
+    assert got[7] == {"id": "d", "reward": 0, "raw_score": None, "status": "code_too_long", "truncated": False}
     assert got[8]["status"] == "ok" and got[8]["truncated"] is True and got[8]["reward"] > 0
     want = RewardModel.from_pretrained(engines["tiny-f32"]).score(["q", "q"], [rows[0]["response"], rows[-1]["response"]])
     assert abs(got[0]["reward"] - want[0].reward) < 1e-4 and abs(got[-1]["reward"] - want[1].reward) < 1e-4

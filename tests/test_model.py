@@ -122,7 +122,7 @@ def test_hostile_responses_end_as_statuses(qwen3_dir):
     hostile = ["```python\n" + "(" * 10_000_000 + "\n```", "```python\nx = 1\x00\n```",
                "```python\nx = " + "[" * 1000 + "]" * 1000 + "\n```"]
     got = m.score(["q"] * 3, hostile)
-    assert [r.status for r in got] == ["syntax_error"] * 3
+    assert [r.status for r in got] == ["code_too_long", "syntax_error", "syntax_error"]  # 10 MB: over MAX_CODE_BYTES
     assert [r.reward for r in got] == [0.0] * 3
 
 

@@ -182,8 +182,8 @@ def test_hostile_input_ends_as_a_status(name, policy, language):
         assert e.status == extract_spec(response).status if len(response) < 2_000_000 else True
 
 
-@pytest.mark.parametrize("language, code", [("rust", "fn main() {\n" + "let x = (((" * 200_000 + "\n}"),
-                                            ("python", "x = 1\n" * 200_000)])
+@pytest.mark.parametrize("language, code", [("rust", "fn main() {\n" + "let x = (((" * 20_000 + "\n}"),
+                                            ("python", "x = 1\n" * 40_000)])  # under MAX_CODE_BYTES
 def test_parse_budget_turns_into_timeout(language, code):
     response = f"```{language}\n{code}```"
     e = extract_batch([response], "best", language, parse_budget_steps=10_000)[0]

@@ -234,6 +234,7 @@ NB_MODULE(_native, m) {
   m.attr("LANGUAGES") = nb::make_tuple("python", "cpp", "java", "javascript", "go", "rust");
   m.attr("POLICIES") = nb::make_tuple("codescaler", "last", "best");
   m.attr("PARSE_BUDGET_STEPS") = kDefaultParseBudgetSteps;
+  m.attr("MAX_CODE_BYTES") = kMaxCodeBytes;
 
   nb::class_<Tokenizer>(m, "Tokenizer",
                         "A Hugging Face tokenizer.json (byte-level BPE) read and run by the C++ core.")
@@ -281,7 +282,8 @@ NB_MODULE(_native, m) {
         "Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns "
         "one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, "
         "error_line, error_column) per response, in input order; offsets and columns in code points. "
-        "Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them).");
+        "Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them); "
+        "selected code over MAX_CODE_BYTES UTF-8 bytes is status code_too_long, validate or not.");
 
   m.def("plan", &py_plan,
         nb::sig("def plan(items: collections.abc.Sequence[collections.abc.Sequence[int] | None], "

@@ -27,10 +27,17 @@ Extraction selected(std::string_view text, const Block& b, std::uint32_t n_block
   return e;
 }
 
-// Checks the selected code, spending from `budget` (the steps left for this response).
+// Checks the selected code: its size against kMaxCodeBytes (whether or not options.validate: Python callers
+// leave the syntax to CPython but not the limit), then its syntax, spending from `budget` (the steps left
+// for this response).
 void validate(std::string_view text, Extraction& e, const Options& options, SyntaxChecker& checker,
               std::uint64_t& budget) {
-  if (e.status != Status::ok || !options.validate) return;
+  if (e.status != Status::ok) return;
+  if (e.code_end - e.code_begin > kMaxCodeBytes) {
+    e.status = Status::code_too_long;
+    return;
+  }
+  if (!options.validate) return;
   e.syntax = checker.check(e.code(text), options.language, budget);
   budget -= std::min(budget, e.syntax.steps);
   if (e.syntax.timed_out) e.status = Status::timeout;
@@ -54,6 +61,7 @@ const char* status_name(Status status) {
     case Status::empty_block: return "empty_block";
     case Status::syntax_error: return "syntax_error";
     case Status::timeout: return "timeout";
+    case Status::code_too_long: return "code_too_long";
   }
   return "?";
 }
@@ -119,7 +127,7 @@ Extraction extract(std::string_view text, const Options& options, SyntaxChecker&
     const std::size_t la = a.code_end - a.code_begin, lb = b.code_end - b.code_begin;
     return la != lb ? la > lb : a.code_begin > b.code_begin;
   });
-  if (!options.validate) return candidates.front();
+  // A candidate over kMaxCodeBytes is passed over like one that does not parse (without validation too).
   Extraction first_checked = candidates.front();
   for (std::size_t i = 0; i < candidates.size(); ++i) {
     Extraction e = candidates[i];

@@ -219,7 +219,7 @@ const char* codescaler_status_name(codescaler_status status) {
 }
 
 const char* codescaler_extraction_name(int32_t extraction) {
-  if (extraction < 0 || extraction > 5) return "unknown";
+  if (extraction < 0 || extraction > CODESCALER_EXTRACT_CODE_TOO_LONG) return "unknown";
   return codescaler::status_name(static_cast<codescaler::Status>(extraction));
 }
 

@@ -12,6 +12,8 @@ POLICIES: tuple = ('codescaler', 'last', 'best')
 
 PARSE_BUDGET_STEPS: int = 32000000
 
+MAX_CODE_BYTES: int = 262144
+
 class Tokenizer:
     """
     A Hugging Face tokenizer.json (byte-level BPE) read and run by the C++ core.
@@ -54,7 +56,7 @@ def unicode_version() -> str:
 
 def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language: str = 'python', threads: int = 1, validate: bool = True, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]:
     """
-    Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points. Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them).
+    Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points. Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them); selected code over MAX_CODE_BYTES UTF-8 bytes is status code_too_long, validate or not.
     """
 
 def plan(items: Sequence[Sequence[int] | None], bounds: Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, max_batch_size: int) -> tuple[list[list[int]], list[int], list[int], list[list[tuple[int, list[int]]]]]:

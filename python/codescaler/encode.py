@@ -1,10 +1,12 @@
 """Tokenization of rendered conversations, with upstream's right truncation and Hugging Face's pooling rule,
-and each conversation's question/answer boundary."""
+and each conversation's question/answer boundary. A long text is tokenized only as far as max_length can
+use: up to a cut where its tokens provably equal the whole text's first tokens."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
+import re
 import threading
 from pathlib import Path
 
@@ -25,6 +27,11 @@ class RustTokenizer:
         self._lock = threading.Lock()  # truncation is tokenizer state
         self.pad_token_id = pad_token_id
         self.truncation_side = "right"
+
+    @property
+    def backend_tokenizer(self):
+        """The ``tokenizers.Tokenizer`` itself, as ``PreTrainedTokenizerFast`` names it."""
+        return self._tok
 
     def __len__(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
@@ -89,10 +96,45 @@ class Encoder:
         self.tokenizer.truncation_side = "right"
         self._cuts = _added_token_ends(template, tokenizer)
         self._special_tail = _special_tail(tokenizer)
+        self._added = _cut_safe(tokenizer)
+        # A text longer than this is first tokenized up to a cut past it; 8 characters per token kept is
+        # more than code or prose need, so one pass almost always holds enough tokens.
+        self._window = 8 * max_length + 256
 
     def _ids(self, texts: list[str], truncate: bool) -> list[list[int]]:
         kw = {"truncation": True, "max_length": self.max_length} if truncate else {}
         return [list(ids) for ids in self.tokenizer(texts, **kw)["input_ids"]]
+
+    def _heads(self, texts: Sequence[str], limit: int) -> tuple[list[str], list[list[int]]]:
+        """Per text, the part of it tokenized and that part's ids: the whole text when it has at most
+        ``limit`` tokens, else a prefix cut where its tokens are the whole text's first ones (``_cut_at``),
+        holding more than ``limit`` of them. Equal prefixes (one question under many answers) are
+        tokenized once."""
+        pieces, ids = list(texts), [None] * len(texts)
+        todo, want = list(range(len(texts))), self._window
+        while todo:
+            for i in todo:
+                t = texts[i]
+                pieces[i] = t if self._added is None or len(t) <= want else t[:_cut_at(t, want, self._added)]
+            unique = list(dict.fromkeys(pieces[i] for i in todo))
+            got = dict(zip(unique, self._ids(unique, truncate=False)))
+            again = []
+            for i in todo:
+                ids[i] = got[pieces[i]]
+                if len(ids[i]) <= limit and len(pieces[i]) < len(texts[i]):
+                    again.append(i)  # the cut holds too few tokens to decide: cut further on
+            todo, want = again, want * 2
+        return pieces, ids
+
+    def _truncated(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        """Each text's ids cut on the right at ``max_length``, and whether it had more tokens: exactly what
+        tokenizing it whole, then again with the tokenizer's truncation, gives, tokenizing only a prefix of
+        a long text (``_heads``)."""
+        pieces, out = self._heads(texts, self.max_length)
+        over = [len(ids) > self.max_length for ids in out]
+        long = list(dict.fromkeys(p for p, o in zip(pieces, over) if o))
+        cut = dict(zip(long, self._ids(long, truncate=True))) if long else {}
+        return [cut[p] if o else ids for p, ids, o in zip(pieces, out, over)], over
 
     def encode(self, questions: Sequence[str], codes: Sequence[str]) -> list[list[int]]:
         return self._encode(questions, codes, None)[0]
@@ -119,13 +161,13 @@ class Encoder:
             return [], [], [], []
         questions = list(questions)
         texts = [self.template.render(q, c) for q, c in zip(questions, codes)]
+        if truncation == "right":
+            out, over = self._truncated(texts)
+            return out, over, questions, texts
+        # "question" needs each over-long conversation's full length: these are tokenized whole.
         out = self._ids(texts, truncate=False)
         over = [len(ids) > self.max_length for ids in out]
-        long = [i for i, o in enumerate(over) if o]
-        if long and truncation == "right":
-            for i, ids in zip(long, self._ids([texts[i] for i in long], truncate=True)):
-                out[i] = ids
-        for i in long if truncation == "question" else ():
+        for i in (i for i, o in enumerate(over) if o):
             out[i], questions[i], texts[i] = self._fit_question(questions[i], codes[i], len(out[i]) - self.max_length)
         return out, over, questions, texts
 
@@ -150,7 +192,10 @@ class Encoder:
             prefixes.append(found)
         unique = list(dict.fromkeys(p for p in prefixes if p is not None))
         tail = self._special_tail
-        prefix_ids = dict(zip(unique, (i[:len(i) - tail] for i in self._ids(unique, truncate=False)))) if unique else {}
+        # A prefix of more than max_length + tail tokens leaves a head longer than any encoded conversation
+        # (boundary 0), so it is tokenized only that far.
+        pieces, heads = self._heads(unique, self.max_length + tail)
+        prefix_ids = {p: i[:len(i) - tail] if piece == p else None for p, piece, i in zip(unique, pieces, heads)}
         out = []
         for p, full in zip(prefixes, ids):
             head = prefix_ids.get(p) if p is not None else None
@@ -172,6 +217,62 @@ class Encoder:
             cut += len(ids) - self.max_length  # token merges at the cut can cost a little more
         text = self.template.render("", code)
         return self._ids([text], truncate=True)[0], "", text
+
+
+# The pre-tokenizer split of Qwen2, Qwen2.5 and Qwen3's tokenizer.json, the one ``_CUT`` is derived for.
+_QWEN_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+               r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+# Positions j of a text T where that split ends a piece whatever follows: the piece holding T[j-1] ends at
+# j in T and in T[:j] alike (in T[:j] because the text ends, in T because T[j] cannot continue it), and no
+# earlier piece looked further than T[j-1], or saw the same either way. T[j] is ASCII, so NFC never joins it
+# to T[j-1]. Then T[:j]'s tokens are T's first ones (byte-level BPE works within a piece), provided no added
+# token spans j (``_cut_at``). Cases:
+_CUT = re.compile(
+    r"(?<=[A-Za-z])(?=[ -@\[-`{-~])"  # a letter run ([^\r\n\p{L}\p{N}]?\p{L}+ or 's...) ends at a non-letter
+    r"|(?<=[0-9])(?=[ -~])"           # a digit is a piece of its own (\p{N}), whatever follows
+    r"|(?<=\n)(?=[!-~])"              # a run ending in newlines ends at a character that is not a space
+    r"|(?<=[!-/:-@\[-`{-~])(?= )"     # a punctuation run ends at a space (not at a newline: [\r\n]* takes it)
+)
+
+
+def _cut_at(text: str, at: int, added: Sequence[str]) -> int:
+    """The first position ``j >= at`` of ``text`` where ``_CUT`` matches outside every added token, so that the
+    tokens of ``text[:j]`` are the first tokens of ``text``; ``len(text)`` when there is none."""
+    while True:
+        m = _CUT.search(text, at)
+        if m is None:
+            return len(text)
+        j = m.start()
+        if not any(text.find(a, max(0, j - len(a) + 1), j + len(a) - 1) >= 0 for a in added):
+            return j
+        at = j + 1
+
+
+def _cut_safe(tokenizer) -> tuple[str, ...] | None:
+    """The tokenizer's added tokens when ``_CUT`` holds for it: a Hugging Face fast tokenizer with NFC or no
+    normalizer, Qwen's split then byte-level BPE without dropout, and added tokens that strip nothing and
+    are ASCII or matched before normalization. None for any other tokenizer, whose texts are tokenized whole."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    try:
+        normalizer, pre = backend.normalizer, json.loads(backend.pre_tokenizer.__getstate__())
+        if normalizer is not None and json.loads(normalizer.__getstate__()) != {"type": "NFC"}:
+            return None
+        split, level = pre["pretokenizers"]
+        model = backend.model
+        added = list(backend.get_added_tokens_decoder().values())
+    except Exception:  # no backend, another pre-tokenizer's shape: tokenize whole texts
+        return None
+    if (pre["type"] != "Sequence" or split != {"type": "Split", "pattern": {"Regex": _QWEN_SPLIT},
+                                               "behavior": "Isolated", "invert": False}
+            or level.get("type") != "ByteLevel" or level.get("add_prefix_space") or level.get("use_regex")
+            or type(model).__name__ != "BPE" or getattr(model, "dropout", None)):
+        return None
+    if any(t.lstrip or t.rstrip or t.single_word or (t.normalized and not t.content.isascii()) for t in added):
+        return None
+    return tuple(t.content for t in added if t.content)
 
 
 def _added_token_ends(template: ChatTemplate, tokenizer) -> list[int]:

@@ -26,12 +26,20 @@ from .options import LANGUAGES, POLICIES
 # of anything up to the next ```.
 FENCE = re.compile(r"```(\w+)?\n(.*?)```", re.DOTALL)
 
-STATUSES = ("ok", "no_block", "multiple_blocks", "empty_block", "syntax_error", "timeout")
+STATUSES = ("ok", "no_block", "multiple_blocks", "empty_block", "syntax_error", "timeout", "code_too_long")
 
 # Parser steps for all native syntax checks of one response (tree-sitter parse actions; tokens and grammar
 # rules for Python); past it the status is "timeout". Steps, not seconds: the same response gets the same
 # status on any machine under any load.
 PARSE_BUDGET_STEPS = _native.PARSE_BUDGET_STEPS
+
+# The most UTF-8 bytes of stripped code a selected block may hold (256 KiB); longer code is status
+# "code_too_long": neither parsed nor scored, on every path (this module, the server, Ray, the C++ scorer).
+# It bounds the validity check per item, CPython's ast.parse included (about 2 s per MB of dense code on
+# this project's 2-core CPU), by bytes, so the same block gets the same status on any machine under any
+# load; the model reads at most max_length tokens of the code anyway. The native core applies it
+# (kMaxCodeBytes, also _native.MAX_CODE_BYTES; tests/test_bounded_cost.py holds the two equal).
+MAX_CODE_BYTES = 262_144
 
 # Above this size the parser allocates millions of AST objects; pausing the cyclic collector for the
 # duration cuts its time about 4x (12 MB of code: 27 s -> 7 s) without changing the result.
@@ -43,10 +51,11 @@ class Extraction:
     """What extraction found in one response.
 
     ``code`` is the program the reward model will see ("" when there is none); ``status`` is one of
-    ``ok``, ``no_block``, ``multiple_blocks``, ``empty_block``, ``syntax_error`` or ``timeout`` (the native
-    parse budget of ``PARSE_BUDGET_STEPS`` steps ran out); ``error`` carries the deciding parser's message for
-    ``syntax_error``, and ``error_line``/``error_column`` (1-based, code points) where it found the first
-    error. ``n_error_nodes``/``n_missing_nodes`` count tree-sitter's ERROR and MISSING nodes when
+    ``ok``, ``no_block``, ``multiple_blocks``, ``empty_block``, ``syntax_error``, ``timeout`` (the native
+    parse budget of ``PARSE_BUDGET_STEPS`` steps ran out) or ``code_too_long`` (the code is over
+    ``MAX_CODE_BYTES`` UTF-8 bytes, so it was not parsed); ``error`` carries the deciding parser's message for
+    ``syntax_error`` and the size for ``code_too_long``, and ``error_line``/``error_column`` (1-based, code
+    points) where it found the first error. ``n_error_nodes``/``n_missing_nodes`` count tree-sitter's ERROR and MISSING nodes when
     tree-sitter validated the code (0 when CPython alone decided).
     """
 
@@ -86,6 +95,16 @@ def python_parses(code: str) -> tuple[bool, str | None]:
     return ok, error
 
 
+def _utf8_size(code: str) -> int:
+    """UTF-8 bytes of ``code``, the unit of ``MAX_CODE_BYTES`` (a lone surrogate counts 3, as the native
+    side reads it)."""
+    return len(code.encode("utf-8", "surrogatepass"))
+
+
+def _too_long(size: int) -> str:
+    return f"the code is {size:,} UTF-8 bytes, over the limit of {MAX_CODE_BYTES:,} (MAX_CODE_BYTES): not parsed"
+
+
 def _check(policy: str, language: str) -> None:
     if policy not in POLICIES:
         raise InputError(f"extract(): unknown policy {policy!r}; known: {', '.join(POLICIES)}")
@@ -94,7 +113,8 @@ def _check(policy: str, language: str) -> None:
 
 
 def extract_spec(response: str, policy: str = "codescaler", language: str = "python") -> Extraction:
-    """The published recipe in plain Python (policy ``codescaler``, Python only): the reference for tests."""
+    """The published recipe in plain Python (policy ``codescaler``, Python only), with this engine's
+    ``MAX_CODE_BYTES`` limit: the reference for tests."""
     if not isinstance(response, str):
         raise TypeError(f"extract(): response must be str, got {type(response).__name__}")
     if policy != "codescaler" or language != "python":
@@ -109,6 +129,9 @@ def extract_spec(response: str, policy: str = "codescaler", language: str = "pyt
     tag = tag or None
     if not code:
         return Extraction("", "empty_block", 1, tag)
+    size = _utf8_size(code)
+    if size > MAX_CODE_BYTES:
+        return Extraction("", "code_too_long", 1, tag, _too_long(size))
     ok, error = python_parses(code)
     if not ok:
         return Extraction("", "syntax_error", 1, tag, error)
@@ -165,6 +188,8 @@ def extract_batch(
                 error = f"tree-sitter: {n_err} ERROR and {n_miss} MISSING node(s), first at line {line}, column {column}"
             elif status == "timeout":
                 error = f"parse budget of {parse_budget_steps} steps exhausted"
+            elif status == "code_too_long":
+                error = _too_long(_utf8_size(code))
             out.append(
                 Extraction(
                     code if status == "ok" else "", status, n_blocks, tag, error, language, line, column, n_err, n_miss

@@ -41,7 +41,8 @@ typedef enum codescaler_extraction {
   CODESCALER_EXTRACT_MULTIPLE_BLOCKS = 2,
   CODESCALER_EXTRACT_EMPTY_BLOCK = 3,
   CODESCALER_EXTRACT_SYNTAX_ERROR = 4,
-  CODESCALER_EXTRACT_TIMEOUT = 5
+  CODESCALER_EXTRACT_TIMEOUT = 5,
+  CODESCALER_EXTRACT_CODE_TOO_LONG = 6 /* the code is over 262,144 UTF-8 bytes: not parsed, not scored */
 } codescaler_extraction;
 
 typedef struct codescaler_scorer codescaler_scorer;

@@ -20,7 +20,14 @@ enum class Policy {
   best,        // the longest block of the language that parses cleanly, ties to the last
 };
 
-enum class Status { ok, no_block, multiple_blocks, empty_block, syntax_error, timeout };
+// code_too_long: the selected code is longer than kMaxCodeBytes; it is neither parsed nor scored.
+enum class Status { ok, no_block, multiple_blocks, empty_block, syntax_error, timeout, code_too_long };
+
+// The most UTF-8 bytes of (stripped) code a response's selected block may hold for its syntax to be checked
+// and the model to run on it (256 KiB; the model reads at most max_length tokens of it anyway). Bytes, not
+// seconds: the same block gets the same status everywhere. It bounds the validity check per item (CPython's
+// ast.parse in Python, the C++ check here) where the parse budget alone would let 10 MB through CPython.
+inline constexpr std::size_t kMaxCodeBytes = 262'144;
 
 const char* status_name(Status status);
 // "codescaler", "last", "best" -> Policy (the names of Python's `policy` option).
@@ -44,7 +51,8 @@ struct Extraction {
   std::size_t code_begin = 0, code_end = 0;  // byte range of the selected, stripped code
   SyntaxReport syntax;               // meaningful when validation ran
   bool has_block() const { return status == Status::ok || status == Status::empty_block ||
-                                  status == Status::syntax_error || status == Status::timeout; }
+                                  status == Status::syntax_error || status == Status::timeout ||
+                                  status == Status::code_too_long; }
   std::string_view code(std::string_view text) const { return text.substr(code_begin, code_end - code_begin); }
 };
 

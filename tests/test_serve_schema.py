@@ -100,14 +100,32 @@ def test_no_request_body_gets_a_500(qwen3_dir):
                           | st.dictionaries(st.sampled_from(FIELDS), inner, max_size=4), max_leaves=12)
     bodies = (st.dictionaries(st.sampled_from(FIELDS), values, max_size=5).map(lambda b: json.dumps(b).encode())
               | values.map(lambda b: json.dumps(b).encode()) | st.binary(max_size=64))
+    texts = st.lists(text, max_size=3)
+    shaped = {  # each route's own shape with generated values, so bodies also reach the model
+        "/v1/rewards": st.fixed_dictionaries({"items": st.lists(st.fixed_dictionaries({"question": text, "response": text}),
+                                                                max_size=3)})
+        | st.fixed_dictionaries({"groups": st.lists(st.fixed_dictionaries({"question": text, "responses": texts}),
+                                                    max_size=2)}),
+        "/v1/best_of_n": st.fixed_dictionaries({"question": text, "candidates": texts}),
+        "/v1/rerank": st.fixed_dictionaries({"query": text, "documents": st.lists(text | st.fixed_dictionaries(
+            {"text": text}), max_size=3)}, optional={"top_n": scalars, "model": text, "return_documents": scalars}),
+        "/get_reward": st.fixed_dictionaries({"query": texts}, optional={"prompts": texts, "labels": values}),
+        "/classify": st.fixed_dictionaries({"input": text | texts}, optional={"truncate_prompt_tokens": scalars}),
+        "/pooling": st.fixed_dictionaries({"messages": st.lists(st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "assistant", "system"]), "content": text}), max_size=3)},
+            optional={"encoding_format": st.sampled_from(["float", "base64"]), "endianness": text}),
+    }
+    requests = st.tuples(st.sampled_from(ROUTES), bodies) | st.one_of(
+        *[st.tuples(st.just(route), shape.map(lambda b: json.dumps(b).encode())) for route, shape in shaped.items()])
 
     model = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
     with TestClient(create_app(model), raise_server_exceptions=False) as client:
         client.app.state.scheduler.loaded.wait(60)
 
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-        @given(route=st.sampled_from(ROUTES), body=bodies)
-        def check(route, body):
+        @given(request=requests)
+        def check(request):
+            route, body = request
             r = client.post(route, content=body, headers={"Content-Type": "application/json"})
             assert r.status_code in (200, 413, 422), (route, body, r.status_code, r.text)
             if r.status_code != 200:

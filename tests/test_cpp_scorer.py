@@ -3,7 +3,8 @@ equal rewards on a GRPO workload, no libpython in the process, and bad engines a
 with a status and a message, never a crash.
 
 The C++ targets are built here with the README's command (into build/ctest, which .ci/run's C++ step
-then reuses), against the torch wheel installed in this interpreter.
+then reuses; $CODESCALER_CPP_BUILD names another build directory), against the torch wheel installed in
+this interpreter.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from codescaler.engine.export import export_aoti
 from codescaler.tiny import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "build" / "ctest"
-TARGETS = ("codescaler_score_example", "codescaler_capi_test", "codescaler_score_bench")
+BUILD = Path(os.environ.get("CODESCALER_CPP_BUILD") or ROOT / "build" / "ctest")
+TARGETS = ("codescaler_score_example", "codescaler_capi_test", "codescaler_score_bench", "codescaler_scorer_cycles")
 
 
 @pytest.fixture(scope="module")
@@ -358,6 +359,15 @@ def _unsupported_tokenizer(d: Path):
     (d / "manifest.json").write_text(json.dumps(m))
 
 
+def _link_out(name: str):
+    """The file moved out of the engine directory and linked back in: same bytes, same size."""
+    def change(d: Path):
+        outside = d.parent / (d.name + "-" + name)
+        (d / name).rename(outside)
+        (d / name).symlink_to(outside)
+    return change
+
+
 DAMAGE = [
     ("missing", lambda d: shutil.rmtree(d), "io_error", "not a directory"),
     ("no-manifest", lambda d: (d / "manifest.json").unlink(), "bad_engine", "not an engine directory"),
@@ -381,6 +391,11 @@ DAMAGE = [
     ("no-row-tile", _edit_manifest(lambda m: m.pop("row_tile")), "bad_engine", "row_tile is missing"),
     ("other-blocks", _edit_manifest(lambda m: m["machine"].update(blocks=2)), "unsupported",
      "blocks version: engine 2, this scorer 3"),
+    ("package-outside", _edit_manifest(lambda m: m.update(package="../blocks.pt2")), "bad_engine",
+     'field package is "../blocks.pt2", expected the name of a file the manifest lists'),
+    ("weights-absolute", _edit_manifest(lambda m: m.update(weights="/etc/passwd")), "bad_engine",
+     'field weights is "/etc/passwd"'),
+    ("weights-linked-out", _link_out("weights.safetensors"), "bad_engine", "outside the engine directory"),
 ]
 
 
@@ -424,3 +439,169 @@ def test_a_pair_gets_the_same_bits_alone_and_in_any_step(binaries, engines, tmp_
     assert len(step) == len(rows) and sum(g["raw_score"] is not None for g in step.values()) >= len(rows) // 2
     assert runs["alone"] == step
     assert runs["mixed"] == step
+
+
+def _cache_env(tmp_path: Path) -> dict[str, str]:
+    """No libpython, an empty $TMPDIR and a fresh cache for the compiled blocks."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    (tmp_path / "tmp").mkdir()
+    env.update(TMPDIR=str(tmp_path / "tmp"), CODESCALER_CACHE=str(tmp_path / "cache"))
+    return env
+
+
+def test_open_close_cycles_keep_memory_flat(binaries, engines, tmp_path):
+    """200 open/score/close cycles through the C ABI: the resident set stays flat (it grew ~0.66 MB a cycle
+    when every open unpacked the blocks to a new directory and mapped them again), the blocks are mapped
+    once, no stack is executable, and every cycle gives the same reward bits."""
+    proc = subprocess.run([str(binaries["codescaler_scorer_cycles"]), str(engines["tiny-f32"]), "200"],
+                          capture_output=True, text=True, env=_cache_env(tmp_path), timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    rss = out["rss_kb"]
+    assert len(rss) == 200
+    # The median of the last 20 cycles against that of cycles 20-39, past libtorch's and malloc's one-time
+    # growth; medians, because single cycles jump by tens of MB either way as malloc trims its arenas.
+    median = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
+    growth = median(rss[180:]) - median(rss[20:40])
+    print(f"RSS after cycle 1 {rss[0]} kB, 20 {rss[19]} kB, 200 {rss[199]} kB (min {min(rss[20:])}, max "
+          f"{max(rss[20:])}); median growth 20-39 -> 180-199 {growth} kB ({growth / 160:.1f} kB/cycle); "
+          f"block mappings {out['block_maps']}")
+    assert growth < 8 * 1024, growth  # 160 cycles x 0.66 MB = 105 MB before
+    assert 0 < out["block_maps"] <= 16  # two libraries' segments, once (480 after 40 cycles before)
+    assert out["exec_stack"] is False
+    assert out["reward"] == RewardModel.from_pretrained(engines["tiny-f32"]).score(
+        ["Write add(a, b)."], ["```python\ndef add(a, b):\n    return a + b\n```"])[0].reward
+
+
+def _elf_stack_flags(path: Path) -> int:
+    """p_flags of the PT_GNU_STACK header of an ELF64 little-endian file."""
+    import struct
+
+    data = path.read_bytes()
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    entsize, count = struct.unpack_from("<HH", data, 0x36)
+    for i in range(count):
+        kind, flags = struct.unpack_from("<II", data, phoff + i * entsize)
+        if kind == 0x6474E551:
+            return flags
+    raise AssertionError(f"{path}: no PT_GNU_STACK")
+
+
+def _aoti_leftovers(package: Path) -> set[str]:
+    """Directories libtorch's own loader unpacks a package into (/tmp/aotinductor_*, whatever $TMPDIR says)
+    that hold one of this package's libraries."""
+    import zipfile
+
+    libs = {Path(n).name for n in zipfile.ZipFile(package).namelist() if n.endswith(".so")}
+    return {str(d) for d in Path("/tmp").glob("aotinductor_*") if any(d.rglob("*.so")) and
+            {p.name for p in d.rglob("*.so")} & libs}
+
+
+def test_no_files_left_behind_even_when_killed(binaries, engines, tmp_path):
+    """The blocks are unpacked once per package content into $CODESCALER_CACHE/cpp-blocks/<sha1>; a process
+    killed without closing leaves nothing in $TMPDIR or /tmp, and a partial unpack a killed process left is
+    replaced by the next open."""
+    import hashlib
+    import signal
+    import time
+
+    engine = engines["tiny-f32"]
+    env = _cache_env(tmp_path)
+    key = hashlib.sha1((engine / "blocks.pt2").read_bytes()).hexdigest()
+    blocks = tmp_path / "cache" / "cpp-blocks"
+    (blocks / (key + ".partial") / "data").mkdir(parents=True)  # as if a process died while unpacking
+    (blocks / (key + ".partial") / "data" / "junk.so").write_bytes(b"half")
+    before = _aoti_leftovers(engine / "blocks.pt2")
+    proc = subprocess.Popen([str(binaries["codescaler_score_example"]), str(engine)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    line = b""
+    deadline = time.monotonic() + 600
+    while b"scoring with" not in line and time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stderr.readline()  # the example says so once the scorer is open (blocks loaded, warmed up)
+    assert b"scoring with" in line, line
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert _aoti_leftovers(engine / "blocks.pt2") - before == set()
+    assert sorted(p.name for p in blocks.iterdir()) == [key, key + ".lock"]
+    libs = sorted((blocks / key).rglob("*.so"))
+    assert len(libs) == 2 and all(_elf_stack_flags(p) & 1 == 0 for p in libs)  # PF_X cleared
+    # Another process, closed normally, reuses the directory as it is.
+    stamp = [p.stat().st_mtime_ns for p in libs]
+    proc, got = _run_example(binaries["codescaler_score_example"], engine,
+                             [{"question": "q", "response": "```python\nx = 1\n```"}], tmp_path)
+    assert proc.returncode == 0 and got[0]["status"] == "ok", proc.stderr.decode()
+    assert [p.stat().st_mtime_ns for p in libs] == stamp
+
+
+def _poison_embedding(engine: Path, ids: list[int]):
+    """Set the embedding rows of `ids` to NaN in place (same size, so the manifest still matches)."""
+    def change(d: Path):
+        import struct
+
+        path = d / "weights.safetensors"
+        data = bytearray(path.read_bytes())
+        n, = struct.unpack_from("<Q", data, 0)
+        header = json.loads(data[8:8 + n])
+        name = next(k for k in header if k.endswith("embed_tokens.weight"))
+        info = header[name]
+        assert info["dtype"] == "F32"
+        hidden = info["shape"][1]
+        for i in ids:
+            at = 8 + n + info["data_offsets"][0] + i * hidden * 4
+            data[at:at + hidden * 4] = struct.pack("<f", float("nan")) * hidden
+        path.write_bytes(bytes(data))
+    return change
+
+
+def test_a_non_finite_score_is_a_model_error(binaries, engines, tmp_path):
+    """A pair whose score comes out NaN (here: an embedding row of its code set to NaN) is answered
+    model_error with no reward; the other pairs of the same call keep their bits."""
+    from tokenizers import Tokenizer
+
+    engine = engines["tiny-f32"]
+    tok = Tokenizer.from_file(str(engine / "tokenizer.json"))
+    question, clean, poisoned = "Write f.", "```python\nx = 1\n```", "```python\nquokka = 1\n```"
+    template = json.loads((engine / "manifest.json").read_text())["template"]
+    seen = set(tok.encode(template["head"] + question + template["middle"] + "x = 1\n" + template["tail"]).ids)
+    seen |= set(tok.encode("warm-up pass").ids)
+    ids = [i for i in tok.encode("quokka = 1").ids if i not in seen]
+    assert ids, "the poisoned response needs a token the others lack"
+    damaged = _damaged(engine, tmp_path, "nan-rows", _poison_embedding(engine, ids))
+    rows = [{"id": i, "question": question, "response": r} for i, r in enumerate([clean, poisoned, clean])]
+    want_proc, want = _run_example(binaries["codescaler_score_example"], engine, rows, tmp_path)
+    proc, got = _run_example(binaries["codescaler_score_example"], damaged, rows, tmp_path)
+    assert proc.returncode == want_proc.returncode == 0, proc.stderr.decode()
+    assert got[1]["status"] == "model_error" and got[1]["reward"] is None, got[1]
+    assert "NaN" in got[1]["error"]
+    assert [got[0], got[2]] == [want[0], want[2]] and want[0]["status"] == "ok"
+
+
+def test_library_finds_libtorch_after_the_venv_moves(binaries, engines, tmp_path):
+    """libcodescaler.so's runpath starts with torch/lib relative to itself and names no directory that does
+    not exist; a copy of the build tree and a venv moved together (here: linked at another place) run."""
+    dynamic = subprocess.run(["readelf", "-d", str(BUILD / "libcodescaler.so")], capture_output=True, text=True,
+                             check=True).stdout
+    runpath = next(line for line in dynamic.splitlines() if "RUNPATH" in line).split("[", 1)[1].rstrip("]")
+    entries = runpath.split(":")
+    assert entries[0].startswith("$ORIGIN/") and all(entries), entries  # an empty entry is the working directory
+    assert all(Path(e.replace("$ORIGIN", str(BUILD))).is_dir() for e in entries), entries
+    rel = entries[0][len("$ORIGIN/"):]
+    ups = rel.split("/").count("..")
+    moved = tmp_path.joinpath(*[f"d{i}" for i in range(ups)])
+    moved.mkdir(parents=True)
+    torch_lib = Path(os.path.normpath(moved / rel))
+    assert str(torch_lib).startswith(str(tmp_path)), torch_lib
+    torch_lib.parent.mkdir(parents=True, exist_ok=True)
+    torch_lib.symlink_to(Path(os.path.normpath(BUILD / rel)))
+    for name in ("libcodescaler.so", "codescaler_capi_test"):
+        shutil.copy2(BUILD / name, moved / name)
+    env = {**_cache_env(tmp_path), "LD_DEBUG": "libs"}
+    proc = subprocess.run([str(moved / "codescaler_capi_test"), str(engines["tiny-f32"])], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0 and "all checks passed" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    inits = [os.path.normpath(line.split("calling init: ")[1]) for line in proc.stderr.splitlines()
+             if "calling init:" in line]
+    assert str(moved / "libcodescaler.so") in inits, inits
+    assert any(p.startswith(str(torch_lib)) and p.endswith("libtorch_cpu.so") for p in inits), inits

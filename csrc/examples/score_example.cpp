@@ -130,7 +130,9 @@ std::string output(const Line& line, const codescaler::Reward* r, const std::str
     return out + "}";
   }
   if (r->item != codescaler::ScorerCode::ok) {
-    out += "\"reward\": null, \"raw_score\": null, \"status\": \"unsupported\", \"error\": ";
+    out += "\"reward\": null, \"raw_score\": null, \"status\": \"";
+    out += codescaler::scorer_code_name(r->item);
+    out += "\", \"error\": ";
     json::dump_string(out, r->message);
     return out + "}";
   }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <new>
 #include <set>
@@ -302,6 +303,27 @@ std::size_t special_tail(const Tokenizer& tokenizer, const std::string& path) {
   return 0;
 }
 
+// The path of the file the manifest field `key` names: one of the files it lists (so its size was checked),
+// a plain name, and not a link out of the engine directory.
+std::string inside(const std::string& dir, const json::Value& m, const char* key, const Fields& f) {
+  const std::string& name = f.get(m, key, json::Type::string, key).string;
+  const json::Value* listed = m.find("files")->find(name);
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\0') != std::string::npos || !listed)
+    fail(ScorerCode::bad_engine, f.where() + ": field " + key + " is \"" + name +
+                                     "\", expected the name of a file the manifest lists in the engine directory");
+  char* real_dir = ::realpath(dir.c_str(), nullptr);
+  char* real_file = ::realpath((dir + "/" + name).c_str(), nullptr);
+  const std::string d = real_dir ? real_dir : "", p = real_file ? real_file : "";
+  std::free(real_dir);
+  std::free(real_file);
+  if (d.empty() || p.size() <= d.size() + 1 || p.compare(0, d.size(), d) != 0 || p[d.size()] != '/' ||
+      p.find('/', d.size() + 1) != std::string::npos)
+    fail(ScorerCode::bad_engine, dir + "/" + name + ": resolves to " + (p.empty() ? "nothing" : p) +
+                                     ", outside the engine directory (field " + key + " of " + f.where() + ")");
+  return dir + "/" + name;
+}
+
 void open_engine(const std::string& dir, std::string_view torch_version, Engine& e) {
   e.dir = dir;
   const std::string mpath = dir + "/manifest.json";
@@ -320,7 +342,7 @@ void open_engine(const std::string& dir, std::string_view torch_version, Engine&
   if (kind != "aoti")
     fail(ScorerCode::unsupported, mpath + ": a " + kind + " engine; the C++ scorer runs engines exported with --format aoti");
   for (const auto& [name, meta] : f.get(m, "files", json::Type::object, "files").object) {
-    if (name.find('/') != std::string::npos || name == ".." || !meta.is_object())
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || !meta.is_object())
       fail(ScorerCode::bad_engine, mpath + ": files lists an invalid entry " + name);
     const std::string path = dir + "/" + name;
     if (::stat(path.c_str(), &st) != 0) fail(ScorerCode::bad_engine, path + ": missing (listed in manifest.json)");
@@ -359,8 +381,8 @@ void open_engine(const std::string& dir, std::string_view torch_version, Engine&
   if (!(e.rope_scaling > 0 && e.rope_scaling <= 1e3))  // multiplies cos and sin, cast to the model dtype
     fail(ScorerCode::bad_engine, mpath + ": rope.scaling is " + shortest(e.rope_scaling) +
                                      ", expected a number in (0, 1000]");
-  e.package_path = dir + "/" + f.get(m, "package", json::Type::string, "package").string;
-  e.weights_path = dir + "/" + f.get(m, "weights", json::Type::string, "weights").string;
+  e.package_path = inside(dir, m, "package", f);
+  e.weights_path = inside(dir, m, "weights", f);
   e.splice = read_splice(m, f);
   const std::string tpath = dir + "/tokenizer.json";
   const TokenizerStatus ts = Tokenizer::open(tpath, &e.tokenizer);

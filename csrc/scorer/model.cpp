@@ -18,6 +18,7 @@
 #include <new>
 
 #include "../tokenizer/json.hpp"
+#include "blocks.hpp"
 
 namespace codescaler::model {
 
@@ -215,9 +216,11 @@ ScorerStatus Model::open(const engine::Engine& e, std::unique_ptr<Model>* out) {
       for (const Name& n : post_names(e.arch)) post.push_back(take(layer + n.name, n.shape, m.dtype));
       m.layers.emplace_back(std::move(pre), std::move(post));
     }
+    std::string unpacked;
+    if (ScorerStatus s = blocks::unpack(e.package_path, &unpacked); !s.ok()) return s;
     try {
-      m.pre = std::make_unique<torch::inductor::AOTIModelPackageLoader>(e.package_path, "pre", false, 1, -1);
-      m.post = std::make_unique<torch::inductor::AOTIModelPackageLoader>(e.package_path, "post", false, 1, -1);
+      m.pre = std::make_unique<torch::inductor::AOTIModelPackageLoader>(unpacked, "pre", false, 1, -1);
+      m.post = std::make_unique<torch::inductor::AOTIModelPackageLoader>(unpacked, "post", false, 1, -1);
     } catch (const std::exception& ex) {
       fail(ScorerCode::bad_engine, e.package_path + ": cannot load the compiled blocks (" + std::string(ex.what()).substr(0, 500) + ")");
     }

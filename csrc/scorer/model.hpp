@@ -1,7 +1,7 @@
 // The reward model of an aoti engine run through libtorch: weights from weights.safetensors, the decoder
 // blocks compiled by AOTInductor (blocks.pt2, models "pre" and "post"), attention per unit with the CPU
 // flash kernel, and the last-token score head. It is Python's codescaler.backends.decoder.PackedDecoder
-// operation for operation, so both give the same scores. This is the only file that includes libtorch.
+// operation for operation, so both give the same scores. Only this and blocks.cpp include libtorch.
 #pragma once
 
 #include <memory>

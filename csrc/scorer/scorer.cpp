@@ -198,6 +198,13 @@ ScorerStatus Scorer::Impl::run(const std::vector<std::string_view>& questions,
     Reward& r = out[i];
     r.raw_score = scores[static_cast<std::size_t>(p.slot[i])];
     r.has_raw_score = true;
+    if (!std::isfinite(r.raw_score)) {  // no reward can be shaped from it, valid code or not
+      r.item = ScorerCode::model_error;
+      r.reward = std::numeric_limits<double>::quiet_NaN();
+      r.message = std::string("the model's score for this pair is ") + (std::isnan(r.raw_score) ? "NaN" : "infinite") +
+                  " (the engine's weights, or this input, overflow its dtype " + engine.arch.dtype + ")";
+      continue;
+    }
     r.reward = r.status == Status::ok ? softplus(r.raw_score) : 0.0;
   }
   return {};
@@ -293,7 +300,7 @@ ScorerStatus Scorer::best_of_n(std::string_view question, const std::vector<std:
       if (!any || r > out->details[out->index].reward) out->index = i;
       any = true;
     }
-    if (!any) return {ScorerCode::unsupported, "best_of_n: no candidate could be scored: " + out->details[0].message};
+    if (!any) return {out->details[0].item, "best_of_n: no candidate could be scored: " + out->details[0].message};
     return {};
   } catch (const std::bad_alloc&) {
     return {ScorerCode::out_of_memory, "out of memory scoring candidates"};

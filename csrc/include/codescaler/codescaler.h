@@ -71,7 +71,8 @@ typedef struct codescaler_reward {
   int32_t has_raw_score;
   int32_t extraction;     /* codescaler_extraction */
   int32_t truncated;      /* the conversation exceeded max_length */
-  int32_t item_status;    /* CODESCALER_OK, or CODESCALER_UNSUPPORTED: the template cannot render this pair */
+  int32_t item_status;    /* CODESCALER_OK; CODESCALER_UNSUPPORTED: the template cannot render this pair;
+                             CODESCALER_MODEL_ERROR: the model's score is NaN or infinite (in raw_score) */
   uint64_t code_offset;   /* the extracted code: bytes [code_offset, code_offset + code_length) of the response */
   uint64_t code_length;
 } codescaler_reward;

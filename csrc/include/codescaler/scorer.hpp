@@ -80,7 +80,9 @@ struct Reward {
   bool truncated = false;   // the conversation exceeded max_length and the model saw its first tokens only
   std::string code;         // the extracted code ("" unless status is ok)
   std::size_t code_begin = 0, code_end = 0;  // its byte range in the response
-  ScorerCode item = ScorerCode::ok;  // unsupported: the template cannot render this pair exactly
+  // unsupported: the template cannot render this pair exactly; model_error: the model's score is NaN or
+  // infinite (raw_score holds it), so no reward is given
+  ScorerCode item = ScorerCode::ok;
   std::string message;      // why, when item != ok
 };
 

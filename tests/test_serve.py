@@ -120,9 +120,10 @@ def test_health_names_the_model_and_startup_line(main, qwen3_dir):
     r = httpx.get(main.url + "/health")
     assert r.status_code == 200
     assert r.json() == {"status": "ok", "model": {"name": str(qwen3_dir), "backend": "torch", "dtype": "float32",
-                                                  "max_length": 4096}}
+                                                  "max_length": 4096}, "busy_seconds": 0.0}
     lines = [line for line in main.log.read_text().splitlines() if line.startswith("codescaler: serving")]
     assert len(lines) == 1 and "float32" in lines[0] and "torch" in lines[0] and main.url in lines[0]
+    assert "in model process " in lines[0]
 
 
 def test_rewards_items_and_groups_equal_in_process(main, model, group):

@@ -1,7 +1,8 @@
 // The compiled blocks of an engine (blocks.pt2, a zip of AOTInductor shared libraries), unpacked once per
 // package content into the user's cache and loaded from there. libtorch's own loader unpacks a package
-// into a fresh /tmp/aotinductor_* directory per loader ($TMPDIR is not read): ~3.4 MB per handle, left behind by a process
-// that exits without closing, and a new path per open, so every open maps the libraries again.
+// into a fresh /tmp/aotinductor_* directory per loader ($TMPDIR is not read): ~3.4 MB per handle, left
+// behind by a process that exits without closing, and a new path per open, so every open maps the
+// libraries again.
 #pragma once
 
 #include <string>

@@ -181,17 +181,27 @@ def test_a_burst_for_one_question_stays_on_its_replica(affinity):
 
 
 def test_an_overloaded_replica_is_passed_over(cluster, affinity):
-    """With max_imbalance=0 a burst for one question spreads: while the question's replica holds a request
-    more than the other, the other takes the next."""
+    """With max_imbalance=0, while the question's replica works on a long request, the next request for
+    that question goes to the other replica; once it is done, they go back to the question's replica."""
     url = _deploy("imbalance", cluster, "/imbalance", max_imbalance="0")
     try:
         question = "Return the sum of a list of integers.\n"
-        body = {"items": [{"question": question, "response": f"```python\nx = {k}\n```"} for k in range(96)]}
-        with cf.ThreadPoolExecutor(12) as pool:
-            got = list(pool.map(lambda _: _call(url, "/v1/rewards", body), range(12)))
-        assert all(status == 200 for status, _, _ in got)
-        assert len({replica for _, replica, _ in got}) == 2
-        assert len({json.dumps(b) for _, _, b in got}) == 1  # the same rewards from either replica
+        status, owner, _ = _call(url, "/v1/rewards", _item(question, 0))
+        assert status == 200
+        long = {"items": [{"question": question, "response": f"```python\nx = {k}  # {'pad ' * 20}\n```"}
+                          for k in range(1000)]}
+        with cf.ThreadPoolExecutor(1) as pool:
+            started = time.perf_counter()
+            running = pool.submit(lambda: (_call(url, "/v1/rewards", long), time.perf_counter()))
+            time.sleep(0.2)
+            status, elsewhere, small = _call(url, "/v1/rewards", _item(question, 1))
+            answered = time.perf_counter()
+            (status_long, replica_long, _), finished = running.result()
+        print(f"\nlong request: {finished - started:.1f} s; the small one answered after {answered - started:.1f} s")
+        assert status == status_long == 200 and replica_long == owner
+        assert finished > answered, "the long request ended before the small one was answered: make it longer"
+        assert elsewhere != owner and small["results"][0]["status"] == "ok"
+        assert _call(url, "/v1/rewards", _item(question, 2))[1] == owner
     finally:
         serve.delete("imbalance")
 

@@ -336,6 +336,14 @@ def test_serve_app_arguments_are_checked():
     servers = built._bound_deployment.init_args[0]  # the model replicas, behind the ingress
     config = servers._bound_deployment._deployment_config
     assert config.autoscaling_config.max_replicas == 3 and config.max_ongoing_requests == 64
+    assert config.graceful_shutdown_timeout_s == 25.0  # the drain a stopped replica gives its requests
+    assert servers._bound_deployment.init_args[3] == 4096  # @serve.batch's limit: max_items, not less
+    with pytest.raises(InputError, match=r"max_batch_items \(1024\) must be at least max_items \(4096\)"):
+        ray_serve.app({"model": "tiny", "max_batch_items": "1024"})
+    built = ray_serve.app({"model": "tiny", "max_items": "512", "max_batch_items": "1024", "drain_timeout": "5"})
+    servers = built._bound_deployment.init_args[0]
+    assert servers._bound_deployment.init_args[3] == 1024
+    assert servers._bound_deployment._deployment_config.graceful_shutdown_timeout_s == 5.0
 
 
 def test_readme_score_commands_run(data, cluster, tmp_path):

@@ -54,11 +54,14 @@ SERVE_ARGS: dict[str, tuple[type, Any, str]] = {
     "target_ongoing_requests": (float, 16.0, "autoscaling: requests per replica it aims at"),
     "max_ongoing_requests": (int, 64, "requests a replica holds at once (Ray queues the rest); at least the "
                              "requests one batch should merge"),
-    "max_batch_items": (int, 1024, "@serve.batch: responses merged into one batch at most"),
+    "max_batch_items": (int, None, "@serve.batch: responses merged into one batch at most (default and least: "
+                        "max_items, since Ray never runs a request larger than its batch limit)"),
     "batch_wait_timeout_s": (float, 0.005, "@serve.batch: how long the first request waits for others"),
     "num_cpus": (float, None, "CPUs per replica (default: threads, else 1); the model runs that many threads"),
     "routing": (str, "question", "question: one question's requests go to one replica (consistent hashing on "
                 "the first question of a request); least_loaded: every request to the least loaded replica"),
+    "drain_timeout": (float, 25.0, "seconds a replica being stopped (scale-down, redeploy, serve shutdown) gives "
+                      "the requests it holds to finish (Ray Serve's graceful_shutdown_timeout_s)"),
     "max_imbalance": (int, 16, "question routing: a question's replica is passed over for the least loaded one "
                       "when it holds more than this many requests beyond it"),
 }
@@ -399,16 +402,26 @@ def app(args: dict[str, Any]):
             raise InputError(f"unknown argument {name!r}; known: model, {', '.join(known)}")
     options = opts.checked(options)
     knobs = {name: serve_args.get(name, default) for name, (_kind, default, _help) in SERVE_ARGS.items()}
+    settings = ServeSettings(**settings)
+    if knobs["max_batch_items"] is None:
+        knobs["max_batch_items"] = settings.max_items
     for name in ("num_replicas", "max_ongoing_requests", "max_batch_items"):
         if knobs[name] < 1:
             raise InputError(f"{name} must be a positive integer, got {knobs[name]}")
+    if knobs["max_batch_items"] < settings.max_items:
+        # Ray's @serve.batch never hands over a request larger than its batch limit: it would wait forever.
+        raise InputError(f"max_batch_items ({knobs['max_batch_items']}) must be at least max_items "
+                         f"({settings.max_items}), the largest request a replica admits")
+    if knobs["drain_timeout"] < 0:
+        raise InputError(f"drain_timeout must be >= 0 seconds, got {knobs['drain_timeout']}")
     if knobs["routing"] not in ROUTINGS:
         raise InputError(f"routing={knobs['routing']!r}: choose one of {', '.join(ROUTINGS)}")
     if knobs["max_imbalance"] < 0:
         raise InputError(f"max_imbalance must be 0 or more requests, got {knobs['max_imbalance']}")
     cpus = knobs["num_cpus"] or options.get("threads") or 1
     options.setdefault("threads", max(1, int(cpus)))
-    deployment = {"max_ongoing_requests": knobs["max_ongoing_requests"], "ray_actor_options": {"num_cpus": cpus}}
+    deployment = {"max_ongoing_requests": knobs["max_ongoing_requests"], "ray_actor_options": {"num_cpus": cpus},
+                  "graceful_shutdown_timeout_s": knobs["drain_timeout"]}
     if knobs["min_replicas"] is not None or knobs["max_replicas"] is not None:
         low = knobs["min_replicas"] if knobs["min_replicas"] is not None else 1
         deployment["autoscaling_config"] = {"min_replicas": low, "max_replicas": knobs["max_replicas"] or max(low, 1),
@@ -417,7 +430,6 @@ def app(args: dict[str, Any]):
         deployment["num_replicas"] = knobs["num_replicas"]
     deployment["request_router_config"] = RequestRouterConfig(
         request_router_class=QuestionAffinityRouter, request_router_kwargs={"max_imbalance": knobs["max_imbalance"]})
-    settings = ServeSettings(**settings)
     servers = RewardServer.options(**deployment).bind(
         model, options, settings, knobs["max_batch_items"], knobs["batch_wait_timeout_s"])
     return RewardIngress.options(max_ongoing_requests=INGRESS_MAX_ONGOING, ray_actor_options={"num_cpus": 0}).bind(

@@ -26,18 +26,24 @@ import statistics
 import time
 
 
-def reference(path, dtype: str, reps: int, workload) -> tuple[float, list[float]]:
-    from codescaler import RewardModel
-
-    m = RewardModel.from_pretrained(path, dtype=dtype, reward_cache="off")
+def reference(m, reps: int, workload, calls: int = 1) -> tuple[float, list[float]]:
+    """Best-of-``reps`` seconds to score the step in ``calls`` calls in this process (a random split, the
+    question cache emptied first), and the rewards in the step's order."""
     best, rewards = float("inf"), None
-    for _ in range(reps):
+    n = len(workload.responses)
+    for rep in range(reps):
         if m.prefix_cache is not None:
             m.prefix_cache.clear()
+        order = list(range(n))
+        random.Random(rep).shuffle(order)
+        got = [None] * n
         t = time.perf_counter()
-        got = m.score(workload.questions, workload.responses)
+        for c in range(calls):
+            part = order if calls == 1 else order[c::calls]
+            for i, r in zip(part, m.score([workload.questions[i] for i in part], [workload.responses[i] for i in part])):
+                got[i] = r.reward
         best = min(best, time.perf_counter() - t)
-        rewards = [r.reward for r in got]
+        rewards = got
     return best, rewards
 
 
@@ -106,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
 
     path = bench_model_dir(args.shape, args.layers)
     w = grpo_step(Tokenizer.from_file(str(tiny.qwen_tokenizer_json())))
-    one, want = reference(path, args.dtype, args.reps, w)
+    from codescaler import RewardModel
+
+    model = RewardModel.from_pretrained(path, dtype=args.dtype, reward_cache="off")
+    one, want = reference(model, args.reps, w)
     print(f"GRPO step {w.groups}x{w.group_size}, {args.shape} shape"
           f"{f' ({args.layers} layers)' if args.layers else ''}, {args.dtype}: one call {one:.2f} s (best of {args.reps})", flush=True)
-    print(f"{'server mode':<16} {'wall s':>7} {'x one call':>10} {'model s':>8} {'x one call':>10} {'q computed':>10} "
-          f"{'q hits':>6} {'health p50':>10} {'p99':>7} {'max':>7} {'same bits':>9}")
+    print(f"{'server mode':<16} {'wall s':>7} {'x one call':>10} {'model s':>8} {'x one call':>10} {'calls':>5} "
+          f"{'alone':>9} {'q computed':>10} {'q hits':>6} {'health p50':>10} {'p99':>7} {'max':>7} {'same bits':>9}")
+    print("(alone: the same number of calls in this process, no HTTP, no clients, x one call; q computed "
+          "includes the server's two warm-up questions)")
     for mode in args.modes.split(","):
         flags = ["--dtype", args.dtype, "--reward-cache", "off", "--timeout", "600"]
         flags += ["--no-model-process"] if mode == "thread" else []
@@ -124,13 +135,17 @@ def main(argv: list[str] | None = None) -> int:
                 m = server.metrics()
             finally:
                 server.stop()
-            model = m.get("codescaler_model_call_seconds_sum", float("nan"))
+            busy = m.get("codescaler_model_call_seconds_sum", float("nan"))
+            calls = int(m.get("codescaler_model_call_seconds_count", 0))
+            alone, _ = reference(model, 1, w, calls)
             same = all(got[i] == want[i] for i in range(len(want)))
-            print(f"{mode:<16} {wall:>7.2f} {wall / one:>9.2f}x {model:>8.2f} {model / one:>9.2f}x "
+            print(f"{mode:<16} {wall:>7.2f} {wall / one:>9.2f}x {busy:>8.2f} {busy / one:>9.2f}x {calls:>5} "
+                  f"{alone / one:>8.2f}x "
                   f"{m.get('codescaler_prefix_cache_misses_total', m.get('codescaler_prefix_cache_misses', 0)):>10.0f} "
                   f"{m.get('codescaler_prefix_cache_hits_total', m.get('codescaler_prefix_cache_hits', 0)):>6.0f} "
                   f"{1000 * statistics.median(health):>8.1f}ms {1000 * pct(health, 0.99):>5.0f}ms "
-                  f"{1000 * max(health):>5.0f}ms {str(same):>9}", flush=True)
+                  f"{1000 * max(health):>5.0f}ms {str(same):>9}  (slowest /health: poll {health.index(max(health)) + 1} "
+                  f"of {len(health)})", flush=True)
     return 0
 
 

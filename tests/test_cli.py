@@ -64,7 +64,7 @@ GOOD_LINE = b'{"id": "good", "question": "q", "response": "```python\\nx = 1\\n`
 
 
 def test_odd_text_is_an_input_error_line(qwen3_dir, tmp_path):
-    from codescaler.cli import parse_line  # score --ray parses its lines with it too
+    from codescaler.records import parse_line  # score --ray parses its lines with it too
 
     for n, (raw, field) in enumerate(ODD_LINES, 1):
         rec, err = parse_line(n, raw)
@@ -84,7 +84,7 @@ def test_odd_text_is_an_input_error_line(qwen3_dir, tmp_path):
 def test_json_nested_too_deep_is_refused_in_place():
     """Python's json gives up near its recursion limit: that line is an input_error, not the end of the run;
     an error line whose id holds a lone surrogate gets id null whatever its first fault."""
-    from codescaler.cli import parse_line
+    from codescaler.records import parse_line
 
     deep = b'{"id": 1, "question": "q", "response": "r", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
     assert parse_line(7, deep) == (None, "line 7: invalid JSON (nesting too deep)")
@@ -152,7 +152,7 @@ def test_interrupt_leaves_no_partial_output_and_says_what_was_scored(tmp_path):
 
 
 def test_output_is_renamed_into_place_only_when_whole(tmp_path):
-    from codescaler.cli import replaced_on_success
+    from codescaler.records import replaced_on_success
 
     target = tmp_path / "report.json"
     target.write_text("old")

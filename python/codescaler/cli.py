@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
-from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO
 
-from .errors import CodeScalerError, InputError
-from .model import lone_surrogate
+from .errors import CodeScalerError, InputError, require_extra
+from .options import MODEL_HELP
+from .records import INTERRUPTED, ScoreSummary, dumps, interrupted_summary, records, replaced_on_success
 
 DEMO_QUESTION = (
     "Given an integer array nums, find the contiguous subarray (containing at least one number) "
@@ -59,110 +58,6 @@ The output is written to OUTPUT.part and renamed to OUTPUT when every line is in
 interrupt (Ctrl-C, exit status 130) leaves no output file, only a one-line summary of what was scored.
 """
 
-INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as a shell reports it
-
-
-def _decode(n: int, raw: bytes) -> tuple[str | None, str | None]:
-    """Line ``n``'s text, or an error naming what is wrong with its bytes."""
-    if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8"), None
-    except UnicodeDecodeError as exc:
-        return None, f"line {n}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
-
-
-def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
-    """Input line ``n`` (its bytes): (record or None, None) when it can be scored, else (record or None,
-    an error naming the line and the problem). Shared by ``score_file`` and ``score --ray``."""
-    line, err = _decode(n, raw)
-    if err is not None:
-        return None, err
-    if not line.strip():
-        return None, f"line {n}: blank line"
-    try:
-        rec = json.loads(line)
-    except ValueError as exc:
-        return None, f"line {n}: invalid JSON ({exc})"
-    except RecursionError:  # Python's json gives up near 1,000 levels; the line is refused, not the run
-        return None, f"line {n}: invalid JSON (nesting too deep)"
-    if not isinstance(rec, dict):
-        return None, f"line {n}: expected a JSON object, got {type(rec).__name__}"
-    # Text that is not valid Unicode is never scored nor echoed, as in the API, the server and the C++
-    # example: an error row carries the id only when it is valid Unicode (else "id": null).
-    bad_id = "id" in rec and lone_surrogate(json.dumps(rec["id"], ensure_ascii=False)) is not None
-    echo = None if bad_id else rec
-    for field in ("question", "response"):
-        value = rec.get(field)
-        if not isinstance(value, str):
-            got = "missing" if field not in rec else type(value).__name__
-            return echo, f"line {n}: field {field!r} must be a string ({got})"
-    for field in ("question", "response"):
-        at = lone_surrogate(rec[field])
-        if at is not None:
-            return echo, f"line {n}: field {field!r} is not valid Unicode (lone surrogate at character {at})"
-    if bad_id:
-        return None, f"line {n}: field 'id' is not valid Unicode (a lone surrogate)"
-    return rec, None
-
-
-def _records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict | None, str | None]]:
-    """(line number, record or None, error or None) for every input line, blank ones included."""
-    for n, raw in enumerate(lines, 1):
-        yield n, *parse_line(n, raw)
-
-
-def _dumps(obj: dict) -> str:
-    text = json.dumps(obj, ensure_ascii=False)
-    # a lone surrogate (from a JSON escape) cannot be written as UTF-8: keep it escaped
-    return text if lone_surrogate(text) is None else json.dumps(obj)
-
-
-@contextlib.contextmanager
-def replaced_on_success(path: str) -> Iterator[str]:
-    """The name to write ``path``'s content under: ``PATH.part``, renamed to ``path`` when the block ends
-    normally and removed when it ends by an error or an interrupt, so a file at ``path`` is always whole
-    (and one that was there before stays as it was until then). A path that exists and is not a regular
-    file (``/dev/null``, a pipe) is written directly."""
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a folder; name the file to write")
-    if os.path.exists(path) and not os.path.isfile(path):
-        yield path
-        return
-    tmp = f"{path}.part"
-    try:
-        yield tmp
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    os.replace(tmp, path)
-
-
-def require_extra(extra: str, modules: tuple[str, ...], what: str) -> None:
-    """Fail, in one line naming the pip install to run, when a module of an optional extra cannot be
-    imported; called before anything slow, such as loading a model."""
-    import importlib
-
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise InputError(f"{what} needs the '{extra}' extra ({exc.name or name} is not installed): "
-                             f"pip install 'codescaler[{extra}]'") from None
-
-
-@dataclass
-class ScoreSummary:
-    lines: int = 0
-    ok: int = 0
-    no_code: int = 0
-    errors: int = 0
-    truncated: int = 0
-    model: str | None = None  # RewardModel.describe(), or None when no line needed the model
-    reward_cache: str | None = None  # RewardCache.summary() after the run, or None without a cache
-
-
 def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progress: bool | None = None,
                options: dict | None = None, summary: ScoreSummary | None = None) -> ScoreSummary:
     """Stream JSONL bytes through ``model.score_iter``: one output line per input line, in input order.
@@ -193,12 +88,12 @@ def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progres
             summary.errors += 1
             out.update(reward=None, raw_score=None, status="input_error", error=err)
         summary.lines += 1
-        dst.write(_dumps(out) + "\n")
+        dst.write(dumps(out) + "\n")
         bar.update(1)
 
-    records = _records(iter(src))
+    lines = records(iter(src))
     first = None
-    for _n, rec, err in records:  # lines before the first scorable one need no model
+    for _n, rec, err in lines:  # lines before the first scorable one need no model
         if err is None:
             first = rec
             break
@@ -211,7 +106,7 @@ def score_file(model, src: IO[bytes], dst: IO[str], *, chunk: int = 512, progres
         def good_pairs():
             pending.append((first, None))
             yield first["question"], first["response"]
-            for _n, rec, err in records:
+            for _n, rec, err in lines:
                 pending.append((rec, err))
                 if err is None:
                     yield rec["question"], rec["response"]
@@ -299,14 +194,6 @@ def cmd_score(args) -> int:
     return 0
 
 
-def interrupted_summary(done: int, unit: str, where: str, total: int | None = None) -> str:
-    """The line ``score`` prints after Ctrl-C: how far it got and what it left at ``where``."""
-    of = f" of {total}" if total is not None else ""
-    if where == "stdout":
-        return f"codescaler: interrupted after {done}{of} {unit}(s), written to stdout"
-    return f"codescaler: interrupted after {done}{of} {unit}(s) were scored; {where} was not written"
-
-
 def cmd_demo(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -370,11 +257,6 @@ def cmd_bench(args) -> int:
     bench(workloads, dtype=args.dtype, batch_sizes=sizes, trl=not args.no_trl, model=model, threads=args.threads,
           shape=args.shape, layers=args.layers)
     return 0
-
-
-MODEL_HELP = ("'tiny' (the embedded demo model: random weights, Qwen's real vocabulary), a Hugging Face "
-              "reward-model folder (e.g. a downloaded LARK-Lab/CodeScaler-1.7B) or an engine directory from "
-              "`codescaler export`")
 
 
 def build_parser() -> argparse.ArgumentParser:

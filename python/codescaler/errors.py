@@ -1,5 +1,7 @@
 """Typed errors raised by codescaler; each names the file, field or value at fault."""
 
+import importlib
+
 
 class CodeScalerError(Exception):
     """Base class of every error codescaler raises on purpose."""
@@ -19,3 +21,14 @@ class InputError(CodeScalerError, ValueError):
 
 class EngineBuildError(CodeScalerError):
     """An engine cannot be built here (e.g. TensorRT without TensorRT or an NVIDIA GPU)."""
+
+
+def require_extra(extra: str, modules: tuple[str, ...], what: str) -> None:
+    """Fail, in one line naming the pip install to run, when a module of an optional extra cannot be
+    imported; called before anything slow, such as loading a model."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise InputError(f"{what} needs the '{extra}' extra ({exc.name or name} is not installed): "
+                             f"pip install 'codescaler[{extra}]'") from None

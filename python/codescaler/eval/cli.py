@@ -6,8 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from codescaler.cli import require_extra
-from codescaler.errors import InputError
+from codescaler.errors import InputError, require_extra
 
 RMBENCH_FORMAT = """\
 data: RM-Bench's published format, a JSON list or JSON Lines of
@@ -111,8 +110,7 @@ def cmd_bon(args) -> int:
 
 
 def add_eval_parser(sub) -> None:
-    from codescaler.cli import MODEL_HELP
-    from codescaler.options import add_arguments
+    from codescaler.options import MODEL_HELP, add_arguments
 
     p = sub.add_parser("eval", help="evaluate a reward model: RM-Bench accuracy, Best-of-N by execution",
                        description="Evaluate a reward model: `eval rmbench` (RM-Bench's style-controlled "

@@ -86,7 +86,7 @@ def provenance(model, data_path: str | os.PathLike | None, data_label: str) -> d
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:
     """``obj`` as JSON at ``path``, written under ``PATH.part`` and renamed when complete."""
-    from codescaler.cli import replaced_on_success
+    from codescaler.records import replaced_on_success
 
     with replaced_on_success(os.fspath(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)

@@ -235,7 +235,7 @@ class Scorer:
     def _jsonl(self, batch):
         import pyarrow as pa
 
-        from ..cli import _dumps, parse_line
+        from ..records import dumps, parse_line
 
         parsed = [parse_line(n, raw) for n, raw in zip(batch.column(ROW).to_pylist(),
                                                        batch.column("_raw").to_pylist())]
@@ -246,7 +246,7 @@ class Scorer:
         rows = []
         for (rec, _err), res in zip(parsed, results):
             fields = {k: v for k, v in rec.items() if k not in RESULTS} if isinstance(rec, dict) else {"id": None}
-            rows.append(_dumps({**fields, **{k: v for k, v in res.items() if v is not None or k != "error"}}))
+            rows.append(dumps({**fields, **{k: v for k, v in res.items() if v is not None or k != "error"}}))
         return pa.table({FILE: batch.column(FILE), ROW: batch.column(ROW), "_row": pa.array(rows, pa.string()),
                          **_result_columns(results)})
 
@@ -347,12 +347,12 @@ SPOOL_ROWS = 4096  # rows per Parquet write when the spool is read back
 
 def _as_text(value):
     """A value of a string column of mixed types: strings as they are, other values as JSON text."""
-    from ..cli import _dumps
+    from ..records import dumps
     from ..model import lone_surrogate
 
     if value is None or (isinstance(value, str) and lone_surrogate(value) is None):
         return value
-    return _dumps(value)
+    return dumps(value)
 
 
 class _JsonFields:
@@ -576,8 +576,8 @@ class _Writer:
 
 def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None):
     """Write the scored tables, in order, to ``output``; check that every input row came back once.
-    Returns a :class:`codescaler.cli.ScoreSummary`. ``on_rows(n)`` is called after each written table."""
-    from ..cli import ScoreSummary
+    Returns a :class:`codescaler.records.ScoreSummary`. ``on_rows(n)`` is called after each written table."""
+    from ..records import ScoreSummary
 
     summary = ScoreSummary()
     writer = _Writer(output, inputs.paths if inputs.format == PARQUET else None)
@@ -661,7 +661,7 @@ def cmd_score(args) -> int:
     """``codescaler score --ray``: the options as for ``score``, then the run and its summary on stderr."""
     from .. import options as opts
 
-    from ..cli import INTERRUPTED, interrupted_summary
+    from ..records import INTERRUPTED, interrupted_summary
 
     started = time.perf_counter()
     where = "stdout" if args.output == "-" else args.output

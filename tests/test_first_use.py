@@ -186,7 +186,7 @@ def test_bad_option_values_are_typed_errors(qwen3_dir):
 
     with pytest.raises(InputError, match="max_batch_size must be a positive integer"):
         RewardModel.from_pretrained(qwen3_dir, max_batch_size=0)
-    with pytest.raises(InputError, match="unknown option 'polcy'"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'polcy'"):  # typed: a checker sees it too
         RewardModel.from_pretrained(qwen3_dir, polcy="last")
     m = RewardModel.from_pretrained(qwen3_dir, dtype="float32", policy="last")
     assert m.score([QUESTION], ["```python\nx = 1\n```\n```python\ny = 2\n```"])[0].code == "y = 2"
@@ -292,7 +292,7 @@ def test_waiting_for_another_compile_says_so(tmp_path, monkeypatch):
     import time
 
     from codescaler.backends.decoder import Arch
-    from codescaler.engine import aoti
+    from codescaler.backends import aoti
 
     monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path))
     arch = Arch(hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=16, eps=1e-6, qk_norm=True, qkv_bias=False,

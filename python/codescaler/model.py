@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 
-from codescaler.engine.layout import padded
+from .backends.layout import padded
 
 from . import options as opts
 from . import reward_cache as rcache
@@ -16,6 +16,9 @@ from .extract import extract_batch
 from .plan import plan
 from .shape import shape
 from .template import ChatTemplate
+
+if TYPE_CHECKING:
+    import torch
 
 BACKENDS = opts.BACKENDS
 
@@ -41,7 +44,7 @@ class BestOfN:
     details: list[Reward]
 
 
-def _strings(name: str, values) -> list[str]:
+def checked_strings(name: str, values) -> list[str]:
     if isinstance(values, str) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name} must be a sequence of str, got {type(values).__name__}")
     values = list(values)
@@ -61,7 +64,7 @@ def lone_surrogate(text: str) -> int | None:
     return None
 
 
-def _unicode(where: str, text: str) -> None:
+def check_unicode(where: str, text: str) -> None:
     """The one rule for odd text: text that is not valid Unicode (a lone surrogate anywhere in a question
     or a response, inside its code block or not) is never scored. The API raises :class:`InputError`
     naming the field and index before the model sees it; the server answers 422 naming the field;
@@ -73,26 +76,26 @@ def _unicode(where: str, text: str) -> None:
         raise InputError(f"{where} is not valid Unicode: lone surrogate {text[at]!r} at character {at}")
 
 
-def _encodable(name: str, values: list[str]) -> None:
-    """:func:`_unicode` for each of ``values``, named ``name[i]``."""
+def check_encodable(name: str, values: list[str]) -> None:
+    """:func:`check_unicode` for each of ``values``, named ``name[i]``."""
     for i, v in enumerate(values):
-        _unicode(f"{name}[{i}]", v)
+        check_unicode(f"{name}[{i}]", v)
 
 
 def _checked_pair(i: int, question, response) -> None:
-    """Pair ``i`` of a stream, checked as :func:`_pairs` checks lists (indices count from the stream's start)."""
+    """Pair ``i`` of a stream, checked as :func:`checked_pairs` checks lists (indices count from the stream's start)."""
     for name, v in (("questions", question), ("responses", response)):
         if not isinstance(v, str):
             raise TypeError(f"{name}[{i}] must be str, got {type(v).__name__}")
-        _unicode(f"{name}[{i}]", v)
+        check_unicode(f"{name}[{i}]", v)
 
 
-def _pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[str]]:
-    qs, answers = _strings(qname, questions), _strings(aname, answers)
+def checked_pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[str]]:
+    qs, answers = checked_strings(qname, questions), checked_strings(aname, answers)
     if len(qs) != len(answers):
         raise InputError(f"{qname} has {len(qs)} items but {aname} has {len(answers)}")
-    _encodable(qname, qs)
-    _encodable(aname, answers)
+    check_encodable(qname, qs)
+    check_encodable(aname, answers)
     return qs, answers
 
 
@@ -129,7 +132,7 @@ def _auto_tokenizer():
     return AutoTokenizer
 
 
-def _load_tokenizer(auto, path: Path):
+def load_tokenizer(auto, path: Path):
     try:
         tokenizer = auto.from_pretrained(path)
     except Exception as exc:
@@ -161,21 +164,37 @@ class RewardModel:
     def from_pretrained(
         cls,
         path: str | Path,
-        backend: str = "auto",
-        dtype=None,
+        backend: Literal["auto", "torch", "onnx", "tensorrt"] = "auto",
+        dtype: Literal["float32", "bfloat16", "float16"] | torch.dtype | None = None,
         max_length: int | None = None,
         *,
         device: str | None = None,
-        providers=None,
-        **options,
+        providers: Sequence[Any] | None = None,
+        # The options of codescaler.options.OPTIONS, by name (tests/test_model.py keeps the two in step);
+        # None means the option's default.
+        truncation: Literal["right", "question"] | None = None,
+        policy: Literal["codescaler", "last", "best"] | None = None,
+        language: Literal["python", "cpp", "java", "javascript", "go", "rust"] | None = None,
+        score_empty: bool | None = None,
+        share_prefix: bool | None = None,
+        max_batch_tokens: int | None = None,
+        max_batch_size: int | None = None,
+        prefix_cache_mb: int | None = None,
+        threads: int | None = None,
+        compile: Literal["auto", "off"] | bool | None = None,
+        reward_cache: str | None = None,
+        reward_cache_entries: int | None = None,
+        reward_cache_ttl: int | None = None,
     ) -> "RewardModel":
         """Load a reward model from a Hugging Face folder, an engine directory or ``"tiny"``.
 
         ``"tiny"`` is the embedded demo model (random weights, Qwen's real vocabulary), built once into
         the cache. A Hugging Face folder (one-label ``*ForSequenceClassification``) runs on the torch
-        backend; an engine directory (made by ``codescaler export``) on ONNX Runtime with ``providers``
-        (default CPU), its dtype fixed at export. Every other keyword is an option of
-        :mod:`codescaler.options` (the CLI's flags carry the same names):
+        backend; an engine directory (made by ``codescaler export``) on the backend its kind needs: an
+        ``aoti`` engine on torch, an ``onnx`` one on ONNX Runtime with ``providers`` (default CPU), a
+        TensorRT plan on TensorRT when a GPU is present; its dtype is fixed at export. Every other keyword
+        is an option of :mod:`codescaler.options` (the CLI's flags carry the same names); None, or leaving
+        it out, means the option's default:
 
         - ``dtype``: None picks bfloat16 on CUDA and on CPUs that declare native bfloat16
           (avx512_bf16, amx_bf16), float32 elsewhere; the same choice on every run on one machine.
@@ -188,12 +207,17 @@ class RewardModel:
         - ``threads``: CPU threads for the model (``torch.set_num_threads`` is process-wide) and for
           extraction. ``compile`` (torch on CPU): ``"auto"`` runs the decoder blocks compiled by AOTInductor, built once per machine and layer shape and cached; ``"off"`` runs them eagerly.
         """
-        from codescaler.engine.format import EngineDir
+        from .backends.engine_dir import EngineDir
 
         from .tiny import resolve_model
 
+        named = dict(truncation=truncation, policy=policy, language=language, score_empty=score_empty,
+                     share_prefix=share_prefix, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
+                     prefix_cache_mb=prefix_cache_mb, threads=threads, compile=compile,
+                     reward_cache=reward_cache, reward_cache_entries=reward_cache_entries,
+                     reward_cache_ttl=reward_cache_ttl)
         given = {"backend": backend, "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
-                 "max_length": max_length, **options}
+                 "max_length": max_length, **{k: v for k, v in named.items() if v is not None}}
         checked = {**opts.defaults(), **opts.checked(given)}
         backend, threads = checked["backend"], checked["threads"]
         store = rcache.open_store(checked)  # before the load: a bad Redis URL fails at once
@@ -228,7 +252,7 @@ class RewardModel:
                 tokenizer = RustTokenizer(path / "tokenizer.json", engine.manifest["tokenizer"]["pad_id"])
                 template = ChatTemplate(None, splice=Splice(**recorded))
             else:
-                tokenizer = _load_tokenizer(_auto_tokenizer(), path)
+                tokenizer = load_tokenizer(_auto_tokenizer(), path)
             engine.check_tokenizer(tokenizer)
             if kind == "aoti":
                 from .backends.torch_backend import TorchBackend
@@ -240,7 +264,7 @@ class RewardModel:
                     torch.set_num_threads(threads)
                 runner = TorchBackend.from_engine(engine, prefix_cache_mb=checked["prefix_cache_mb"])
             elif backend == "tensorrt":
-                from codescaler.engine.tensorrt import TensorRTBackend
+                from .backends.tensorrt_backend import TensorRTBackend
 
                 runner = TensorRTBackend(engine)
             else:
@@ -252,7 +276,7 @@ class RewardModel:
                 raise InputError(f"{path} is a Hugging Face folder; backend {backend!r} needs an engine directory "
                                  f"(codescaler export --model {path} --out ENGINE_DIR)")
             check_model_dir(path)
-            tokenizer = _load_tokenizer(_auto_tokenizer(), path)
+            tokenizer = load_tokenizer(_auto_tokenizer(), path)
             if threads is not None:
                 import torch
 
@@ -370,7 +394,7 @@ class RewardModel:
         ``score_empty=True`` runs the model on their empty answer anyway (as upstream does) to fill
         ``raw_score``; the reward stays 0.0. Options left at None take the model's defaults."""
         o = self._call(dict(policy=policy, language=language, score_empty=score_empty, truncation=truncation))
-        questions, responses = _pairs("questions", questions, "responses", responses)
+        questions, responses = checked_pairs("questions", questions, "responses", responses)
         found = extract_batch(responses, policy=o["policy"], language=o["language"], threads=self.options["threads"])
         codes = [e.code for e in found]
         raws, truncated = self._raw_scores(questions, codes, [e.valid or o["score_empty"] for e in found],
@@ -384,19 +408,19 @@ class RewardModel:
                    truncation: str | None = None) -> list[float]:
         """Raw scores of (question, code) pairs exactly as given, as in the model card's usage."""
         o = self._call(dict(truncation=truncation))
-        questions, codes = _pairs("questions", questions, "codes", codes)
+        questions, codes = checked_pairs("questions", questions, "codes", codes)
         return self._raw_scores(questions, codes, [True] * len(codes), o["truncation"])[0]
 
     def score_groups(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]],
                      **options) -> list[list[Reward]]:
         """Rewards for groups of responses, one group per question (a GRPO step); options as :meth:`score`."""
-        questions = _strings("questions", questions)
+        questions = checked_strings("questions", questions)
         if isinstance(responses_per_question, str) or len(responses_per_question) != len(questions):
             raise InputError(f"responses_per_question must hold one list per question ({len(questions)})")
-        groups = [_strings(f"responses_per_question[{i}]", g) for i, g in enumerate(responses_per_question)]
-        _encodable("questions", questions)
+        groups = [checked_strings(f"responses_per_question[{i}]", g) for i, g in enumerate(responses_per_question)]
+        check_encodable("questions", questions)
         for i, g in enumerate(groups):
-            _encodable(f"responses_per_question[{i}]", g)
+            check_encodable(f"responses_per_question[{i}]", g)
         flat = self.score([q for q, g in zip(questions, groups) for _ in g], [r for g in groups for r in g],
                           **options)
         out, at = [], 0
@@ -437,11 +461,11 @@ class RewardModel:
         earliest); options as :meth:`score`."""
         if not isinstance(question, str):
             raise TypeError(f"question must be str, got {type(question).__name__}")
-        candidates = _strings("candidates", candidates)
+        candidates = checked_strings("candidates", candidates)
         if not candidates:
             raise InputError("best_of_n needs at least one candidate")
-        _unicode("question", question)
-        _encodable("candidates", candidates)
+        check_unicode("question", question)
+        check_encodable("candidates", candidates)
         details = self.score([question] * len(candidates), candidates, **options)
         rewards = [d.reward for d in details]
         best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))

@@ -53,7 +53,7 @@ def _binaries() -> tuple[Path, Path]:
 
 def _reusable(out: Path, model: Path, dtype: str) -> str | None:
     """Why the cached engine ``out`` cannot serve ``model`` at ``dtype``, or None when it can."""
-    from codescaler.engine.format import MANIFEST, EngineDir, config_hash
+    from codescaler.backends.engine_dir import MANIFEST, EngineDir, config_hash
 
     try:
         engine = EngineDir.open(out)
@@ -77,12 +77,12 @@ def _engine(shape: str, layers: int | None, dtype: str) -> Path:
     import shutil
 
     from codescaler.engine.export import export_aoti
-    from codescaler.tiny import _cache_dir, resolve_model
+    from codescaler.tiny import cache_dir, resolve_model
 
     from .bench_score import bench_model_dir
 
     model = resolve_model("tiny") if shape == "tiny" else bench_model_dir(shape, layers or (4 if shape == "1.7b" else None))
-    out = _cache_dir() / "cpp-bench" / f"{model.name}-{dtype}"
+    out = cache_dir() / "cpp-bench" / f"{model.name}-{dtype}"
     if out.exists():
         why = _reusable(out, model, dtype)
         if why is None:

@@ -31,7 +31,7 @@ def bench_model_dir(shape: str = "bench", layers: int | None = None) -> Path:
     if layers:
         dims["num_hidden_layers"] = layers
     name = {"bench": "bench-qwen3-512"}.get(shape) if not layers else None
-    out = tiny._cache_dir() / (name or f"bench-qwen3-{shape}-{dims['num_hidden_layers']}l")
+    out = tiny.cache_dir() / (name or f"bench-qwen3-{shape}-{dims['num_hidden_layers']}l")
     if not (out / "config.json").exists():
         tiny.save_random_reward_model(out, seed=0, **dims)
     return out

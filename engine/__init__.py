@@ -1,1 +1,1 @@
-"""codescaler.engine: export and build of inference engines, and the engine-directory format."""
+"""codescaler.engine: export and build of inference engines (ONNX, AOTInductor blocks, TensorRT); export only: the runtime (engine directories, compiled blocks, the TensorRT backend) is codescaler.backends."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from codescaler.errors import InputError, ModelLoadError
 
-from .format import FORMAT_VERSION, GRAPH, INPUTS, MANIFEST, OUTPUTS, EngineDir, config_hash
+from codescaler.backends.engine_dir import FORMAT_VERSION, GRAPH, INPUTS, MANIFEST, OUTPUTS, EngineDir, config_hash
 
 TOKENIZER_PROBES = ("def f(x):\n    return x + 1\n", "<|im_start|>user\nhi<|im_end|>\n", "déjà vu — 数据 🚀")
 # ONNX protobuf files cannot exceed 2 GB; above this the weights go to an external data file.
@@ -105,10 +105,10 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
 
     from codescaler.backends.decoder import ROW_TILE, Arch
     from codescaler.backends.torch_backend import (
-        ROPE_INV_FREQ, _rope, check_model_dir, default_dtype, load_state, torch_dtype)
+        ROPE_INV_FREQ, load_rope, check_model_dir, default_dtype, load_state, torch_dtype)
     from codescaler.template import ChatTemplate
 
-    from .aoti import PACKAGE, WEIGHTS, cached_package, machine_key
+    from codescaler.backends.aoti import PACKAGE, WEIGHTS, cached_package, machine_key
 
     model, out = Path(model), Path(out)
     cfg = check_model_dir(model)
@@ -121,7 +121,7 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     template = ChatTemplate(tokenizer, source=str(model))
     if template.splice is None:
         log(f"C++ scorer: unsupported ({template.reason}); Python runs this engine")
-    rope = _rope(cfg, model)
+    rope = load_rope(cfg, model)
     state = load_state(model, tdtype, torch.device("cpu"))
     layers = int(cfg.get("text_config", cfg)["num_hidden_layers"])
     wanted = {"score.weight"} | {f"model.{n}" for n in ("embed_tokens.weight", "norm.weight")} | {

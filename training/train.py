@@ -72,10 +72,10 @@ def scorer_encoder(model_dir: str | Path, max_length: int):
     from transformers import AutoTokenizer
 
     from codescaler.encode import Encoder
-    from codescaler.model import _load_tokenizer
+    from codescaler.model import load_tokenizer
     from codescaler.template import ChatTemplate
 
-    tokenizer = _load_tokenizer(AutoTokenizer, Path(model_dir))
+    tokenizer = load_tokenizer(AutoTokenizer, Path(model_dir))
     return Encoder(tokenizer, ChatTemplate(tokenizer, source=str(model_dir)), max_length)
 
 

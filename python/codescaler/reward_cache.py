@@ -70,7 +70,7 @@ def fingerprint(path: Path) -> str:
 
 def runtime_identity(backend) -> dict:
     """What a torch backend's raw scores depend on besides the weights and the tokens."""
-    from codescaler.engine.aoti import machine_key
+    from .backends.aoti import machine_key
 
     from .backends.decoder import ROW_TILE
 

@@ -73,7 +73,7 @@ def _qwen_bpe_ranks() -> dict[bytes, int]:
     return ranks
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     root = os.environ.get("CODESCALER_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "codescaler"
     )
@@ -105,7 +105,7 @@ def _build_tokenizer_json(out: Path) -> None:
 
 def qwen_tokenizer_json() -> Path:
     """Path of a cached ``tokenizer.json`` with Qwen's real 151,643-token BPE and Qwen3's special ids."""
-    cached = _cache_dir() / "qwen3-tokenizer.json"
+    cached = cache_dir() / "qwen3-tokenizer.json"
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
         _build_tokenizer_json(cached)
@@ -191,10 +191,10 @@ def save_random_reward_model(
 
 def tiny_model_dir() -> Path:
     """The embedded demo model: a small random Qwen3 reward model, built once into the cache."""
-    out = _cache_dir() / "tiny-qwen3-rm"
+    out = cache_dir() / "tiny-qwen3-rm"
     if not (out / "config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix="tiny-qwen3-rm.", dir=_cache_dir()))
+        tmp = Path(tempfile.mkdtemp(prefix="tiny-qwen3-rm.", dir=cache_dir()))
         save_random_reward_model(tmp, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
                                  num_key_value_heads=2, seed=1234)
         shutil.rmtree(out, ignore_errors=True)

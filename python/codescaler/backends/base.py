@@ -15,7 +15,7 @@ class Backend(Protocol):
     packs: bool
 
     def score_layout(self, layout) -> np.ndarray:
-        """Raw scores (float32, one per ``layout.pool_index``) of a ``codescaler.engine.layout.Layout``."""
+        """Raw scores (float32, one per ``layout.pool_index``) of a ``codescaler.backends.layout.Layout``."""
         ...
 
     def score_units(self, units) -> list[float]:

@@ -17,7 +17,7 @@ call. So a sequence's score is the same alone, in any pass, at any position, in 
 Each layer is two blocks, ``PreAttention`` (RMSNorm, q/k/v projections, q/k norms, rotary) and
 ``PostAttention`` (output projection, residual, RMSNorm, SiLU-gated MLP, residual). Their weights are
 inputs, not constants, so one compiled pair serves every layer and every checkpoint of that shape: see
-``codescaler.engine.aoti``, which compiles them once per machine with AOTInductor. Run eagerly they are
+``codescaler.backends.aoti``, which compiles them once per machine with AOTInductor. Run eagerly they are
 the same code, so the compiled blocks are checked against the very functions they were made from.
 Numerics follow Hugging Face's Qwen3 / Qwen2 / Llama layers (same operations, same rounding points).
 """

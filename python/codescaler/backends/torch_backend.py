@@ -2,7 +2,7 @@
 
 The weights are read from the checkpoint's safetensors (no Hugging Face model class is built); the
 decoder (``decoder.py``) runs units of prefix + answers packed in one row, its per-layer blocks compiled
-once per machine by AOTInductor (``codescaler.engine.aoti``) or eager. Only the pooled rows go through
+once per machine by AOTInductor (``codescaler.backends.aoti``) or eager. Only the pooled rows go through
 the final norm and the score head, fused in one Triton kernel on CUDA and by its torch reference
 elsewhere (Hugging Face projects every token, then gathers).
 """
@@ -111,7 +111,7 @@ def load_state_file(file: Path, where: Path) -> dict:
         raise ModelLoadError(f"{file}: cannot read the weights ({exc})") from exc
 
 
-def _rope(cfg: dict, path: Path):
+def load_rope(cfg: dict, path: Path):
     """Hugging Face's rotary frequencies for this config: the default formula here, other static rope types
     (linear, llama3, yarn, ...) from transformers' own initialisers; position-dependent ones are refused."""
     from .decoder import Rope
@@ -176,7 +176,7 @@ class TorchBackend:
         carries; nothing is compiled."""
         import torch
 
-        from codescaler.engine.aoti import WEIGHTS
+        from .aoti import WEIGHTS
 
         from .decoder import Rope
 
@@ -214,7 +214,7 @@ class TorchBackend:
         pre, post = PreAttention(arch), PostAttention(arch)
         self.compiled = "eager"
         if compile != "off" and device.type == "cpu":
-            from codescaler.engine import aoti
+            from . import aoti
 
             if package is None:
                 package = aoti.cached_package(arch)
@@ -223,7 +223,7 @@ class TorchBackend:
         embed, norm = take(["embed_tokens.weight", "norm.weight"])
         mb = default_prefix_cache_mb() if prefix_cache_mb is None else prefix_cache_mb
         if rope is None:
-            rope = _rope(cfg, path)
+            rope = load_rope(cfg, path)
         self.decoder = PackedDecoder(
             arch, embed=embed, norm=norm, score=state["score.weight"], rope=rope, pre=pre, post=post,
             layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(int(text["num_hidden_layers"]))],

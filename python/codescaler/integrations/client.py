@@ -40,7 +40,7 @@ except ImportError as exc:  # the Quickstart installs no extras
 
 from .. import options as opts
 from ..errors import CodeScalerError, InputError
-from ..model import BestOfN, Reward, _encodable, _pairs, _strings, _unicode
+from ..model import BestOfN, Reward, check_encodable, check_unicode, checked_pairs, checked_strings
 
 API_KEY_ENV = "CODESCALER_API_KEY"
 TIMEOUT_HEADER = "X-Request-Timeout"  # the server drops work nobody waits for after this many seconds
@@ -175,7 +175,7 @@ class _Base:
     # ---- requests
 
     def _score_calls(self, questions, responses, options: dict) -> list[_Call]:
-        questions, responses = _pairs("questions", questions, "responses", responses)
+        questions, responses = checked_pairs("questions", questions, "responses", responses)
         options = _per_call(options)
 
         def read(payload):
@@ -188,13 +188,13 @@ class _Base:
                 for i in range(0, len(responses), n)]
 
     def _groups_calls(self, questions, responses_per_question, options: dict) -> list[_Call]:
-        questions = _strings("questions", questions)
+        questions = checked_strings("questions", questions)
         if isinstance(responses_per_question, str) or len(responses_per_question) != len(questions):
             raise InputError(f"responses_per_question must hold one list per question ({len(questions)})")
-        groups = [_strings(f"responses_per_question[{i}]", g) for i, g in enumerate(responses_per_question)]
-        _encodable("questions", questions)
+        groups = [checked_strings(f"responses_per_question[{i}]", g) for i, g in enumerate(responses_per_question)]
+        check_encodable("questions", questions)
         for i, g in enumerate(groups):
-            _encodable(f"responses_per_question[{i}]", g)
+            check_encodable(f"responses_per_question[{i}]", g)
         options = _per_call(options)
 
         def read(payload):
@@ -219,11 +219,11 @@ class _Base:
     def _best_of_n_call(self, question, candidates, options: dict) -> _Call:
         if not isinstance(question, str):
             raise TypeError(f"question must be str, got {type(question).__name__}")
-        candidates = _strings("candidates", candidates)
+        candidates = checked_strings("candidates", candidates)
         if not candidates:
             raise InputError("best_of_n needs at least one candidate")
-        _unicode("question", question)
-        _encodable("candidates", candidates)
+        check_unicode("question", question)
+        check_encodable("candidates", candidates)
 
         def read(payload):
             details = [_reward(r) for r in payload["results"]]

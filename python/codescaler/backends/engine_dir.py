@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from codescaler.errors import ModelLoadError
+from ..errors import ModelLoadError
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -53,7 +53,7 @@ class EngineDir:
     def check_machine(self) -> None:
         """A compiled package runs only where it was compiled for: the same torch build and CPU features
         (a package using instructions this CPU lacks would crash, not fail)."""
-        from codescaler.engine.aoti import machine_key
+        from .aoti import machine_key  # imports torch: only for a compiled engine
 
         here = json.loads(machine_key())
         there = self.manifest.get("machine")

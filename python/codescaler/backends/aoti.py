@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from codescaler.backends.decoder import BLOCKS_VERSION, Arch, PostAttention, PreAttention
+from .decoder import BLOCKS_VERSION, Arch, PostAttention, PreAttention
 
 PACKAGE = "blocks.pt2"
 WEIGHTS = "weights.safetensors"
@@ -112,9 +112,9 @@ def package_key(arch: Arch) -> str:
 
 
 def cache_dir() -> Path:
-    from codescaler.tiny import _cache_dir
+    from ..tiny import cache_dir as codescaler_cache
 
-    return _cache_dir() / "aoti"
+    return codescaler_cache() / "aoti"
 
 
 def cached_package(arch: Arch, *, notify=None) -> Path:

@@ -1,4 +1,4 @@
-"""Sequence layouts for the scoring graph (see ``graph.py``): padded batches and packed rows.
+"""Sequence layouts for the scoring graph (see ``codescaler.engine.graph``): padded batches and packed rows.
 
 A layout is plain int64 numpy arrays, so every backend takes it as it is.
 """

@@ -5,6 +5,7 @@
 //
 // Times best_of_n on the first N lines (one request: latency p50/p99 over R repeats) and score_batch on
 // every line (a GRPO step: responses per second, best of R), and prints one JSON object on stdout.
+#include <codescaler/json.hpp>
 #include <codescaler/scorer.hpp>
 
 #include <algorithm>
@@ -14,8 +15,6 @@
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include "../tokenizer/json.hpp"
 
 namespace {
 

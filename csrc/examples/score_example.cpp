@@ -8,11 +8,12 @@
 // A line that cannot be scored gets {"id": ..., "reward": null, ..., "status": "input_error", "error": "line N: ..."};
 // a pair the chat template cannot render exactly gets status "unsupported" and the reason.
 // Lines are scored in chunks (default 256), so a GRPO group in consecutive lines shares its question.
-// JSON is read and written as Python's json reads and writes it (csrc/tokenizer/json.hpp's python
+// JSON is read and written as Python's json reads and writes it (codescaler/json.hpp's python
 // dialect), so each id comes back as `codescaler score` echoes it: integers of any size digit for digit,
 // floats as Python's repr, the last of repeated keys. "id" is null when the line is not a JSON object.
 // Text that is not valid Unicode (a lone surrogate escape such as "\ud800") in the question, the
 // response or the id is never scored (input_error), and an id holding it is never echoed ("id": null).
+#include <codescaler/json.hpp>
 #include <codescaler/scorer.hpp>
 
 #include <cstdio>
@@ -21,10 +22,6 @@
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include "../extract/text.hpp"
-#include "../tokenizer/json.hpp"
-#include "../tokenizer/unicode.hpp"
 
 namespace {
 
@@ -48,22 +45,25 @@ const char* python_type(const json::Value& v) {
 
 // True when every string and key in `v` is valid Unicode (no lone surrogate escape).
 bool valid_unicode(const json::Value& v) {
-  if (v.is_string()) return codescaler::unicode::first_invalid_utf8(v.string) == std::string::npos;
+  if (v.is_string()) return json::first_invalid_utf8(v.string) == std::string::npos;
   for (const json::Value& item : v.array)
     if (!valid_unicode(item)) return false;
   for (const auto& [key, value] : v.object)
-    if (codescaler::unicode::first_invalid_utf8(key) != std::string::npos || !valid_unicode(value)) return false;
+    if (json::first_invalid_utf8(key) != std::string::npos || !valid_unicode(value)) return false;
   return true;
 }
 
 // Python's `not line.strip()`: empty or only str.isspace() characters (well-formed UTF-8 `text`).
 bool blank(std::string_view text) {
-  for (std::size_t i = 0; i < text.size();) {
-    const codescaler::text::CodePoint cp = codescaler::text::decode(text, i);
-    if (!codescaler::text::is_space(cp.value)) return false;
-    i += cp.length;
-  }
-  return true;
+  const auto [begin, end] = codescaler::strip_range(text, 0, text.size());
+  return begin == end;
+}
+
+// Characters (code points) in the well-formed UTF-8 `text`: its bytes that are not continuation bytes.
+std::size_t characters(std::string_view text) {
+  std::size_t n = 0;
+  for (const char c : text) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
 }
 
 struct Line {
@@ -76,7 +76,7 @@ Line parse_line(std::size_t n, std::string raw) {
   Line line;
   if (n == 1 && raw.rfind("\xef\xbb\xbf", 0) == 0) raw.erase(0, 3);
   const std::string where = "line " + std::to_string(n) + ": ";
-  if (const std::size_t bad = codescaler::unicode::first_invalid_utf8(raw); bad != std::string::npos) {
+  if (const std::size_t bad = json::first_invalid_utf8(raw); bad != std::string::npos) {
     char byte[8];
     std::snprintf(byte, sizeof byte, "0x%02x", static_cast<unsigned char>(raw[bad]));
     line.error = where + "not valid UTF-8 (byte " + byte + " at byte " + std::to_string(bad + 1) + ")";
@@ -111,9 +111,9 @@ Line parse_line(std::size_t n, std::string raw) {
   // Text that is not valid Unicode is never scored; this line fails, not its chunk.
   for (const char* field : {"question", "response"}) {
     const std::string& text = line.record.find(field)->string;
-    if (const std::size_t bad = codescaler::unicode::first_invalid_utf8(text); bad != std::string::npos) {
+    if (const std::size_t bad = json::first_invalid_utf8(text); bad != std::string::npos) {
       line.error = where + "field '" + field + "' is not valid Unicode (lone surrogate at character " +
-                   std::to_string(codescaler::text::code_points(text, bad)) + ")";
+                   std::to_string(characters(text.substr(0, bad))) + ")";
       return line;
     }
   }

@@ -13,7 +13,7 @@
 #include <set>
 #include <sstream>
 
-#include "../tokenizer/json.hpp"
+#include "codescaler/json.hpp"
 
 namespace codescaler::engine {
 

@@ -17,7 +17,7 @@
 #include <map>
 #include <new>
 
-#include "../tokenizer/json.hpp"
+#include "codescaler/json.hpp"
 #include "blocks.hpp"
 
 namespace codescaler::model {

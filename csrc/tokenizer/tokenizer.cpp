@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "bpe.hpp"
-#include "json.hpp"
+#include "codescaler/json.hpp"
 #include "pretokenize.hpp"
 #include "unicode.hpp"
 

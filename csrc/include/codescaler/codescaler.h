@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codescaler/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -77,28 +79,28 @@ typedef struct codescaler_reward {
   uint64_t code_length;
 } codescaler_reward;
 
-void codescaler_options_init(codescaler_options* options);
+CODESCALER_API void codescaler_options_init(codescaler_options* options);
 
-codescaler_status codescaler_open(const char* engine_dir, const codescaler_options* options,
-                                  codescaler_scorer** out, char* error, size_t error_size);
-void codescaler_close(codescaler_scorer* scorer);
+CODESCALER_API codescaler_status codescaler_open(const char* engine_dir, const codescaler_options* options,
+                                                 codescaler_scorer** out, char* error, size_t error_size);
+CODESCALER_API void codescaler_close(codescaler_scorer* scorer);
 
 /* rewards[i] for (questions[i], responses[i]), i < n. */
-codescaler_status codescaler_score_batch(codescaler_scorer* scorer, size_t n, const char* const* questions,
-                                         const size_t* question_lengths, const char* const* responses,
-                                         const size_t* response_lengths, codescaler_reward* rewards,
-                                         char* error, size_t error_size);
+CODESCALER_API codescaler_status codescaler_score_batch(codescaler_scorer* scorer, size_t n, const char* const* questions,
+                                                        const size_t* question_lengths, const char* const* responses,
+                                                        const size_t* response_lengths, codescaler_reward* rewards,
+                                                        char* error, size_t error_size);
 
 /* Scores n candidates for one question; *best is the highest reward, ties to the earliest. */
-codescaler_status codescaler_best_of_n(codescaler_scorer* scorer, const char* question, size_t question_length,
-                                       size_t n, const char* const* candidates, const size_t* candidate_lengths,
-                                       codescaler_reward* rewards, size_t* best, char* error, size_t error_size);
+CODESCALER_API codescaler_status codescaler_best_of_n(codescaler_scorer* scorer, const char* question, size_t question_length,
+                                                      size_t n, const char* const* candidates, const size_t* candidate_lengths,
+                                                      codescaler_reward* rewards, size_t* best, char* error, size_t error_size);
 
 /* One line naming the engine, libtorch, dtype and max_length; returns the length it needed. */
-size_t codescaler_describe(const codescaler_scorer* scorer, char* buffer, size_t size);
+CODESCALER_API size_t codescaler_describe(const codescaler_scorer* scorer, char* buffer, size_t size);
 
-const char* codescaler_status_name(codescaler_status status);
-const char* codescaler_extraction_name(int32_t extraction);
+CODESCALER_API const char* codescaler_status_name(codescaler_status status);
+CODESCALER_API const char* codescaler_extraction_name(int32_t extraction);
 
 #ifdef __cplusplus
 }

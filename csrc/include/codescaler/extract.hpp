@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "codescaler/export.h"
 #include "codescaler/fence.hpp"
 #include "codescaler/syntax.hpp"
 
@@ -29,9 +30,9 @@ enum class Status { ok, no_block, multiple_blocks, empty_block, syntax_error, ti
 // ast.parse in Python, the C++ check here) where the parse budget alone would let 10 MB through CPython.
 inline constexpr std::size_t kMaxCodeBytes = 262'144;
 
-const char* status_name(Status status);
+CODESCALER_API const char* status_name(Status status);
 // "codescaler", "last", "best" -> Policy (the names of Python's `policy` option).
-std::optional<Policy> policy_from_name(std::string_view name);
+CODESCALER_API std::optional<Policy> policy_from_name(std::string_view name);
 
 struct Options {
   Policy policy = Policy::codescaler;
@@ -58,14 +59,14 @@ struct Extraction {
 
 // Strips leading and trailing whitespace as Python's str.strip() does (Unicode White_Space and the
 // C0 separators \x1c-\x1f); returns the byte range of what remains inside [begin, end).
-std::pair<std::size_t, std::size_t> strip_range(std::string_view text, std::size_t begin, std::size_t end);
+CODESCALER_API std::pair<std::size_t, std::size_t> strip_range(std::string_view text, std::size_t begin, std::size_t end);
 
 // One response; `checker` is only used when options.validate.
-Extraction extract(std::string_view text, const Options& options, SyntaxChecker& checker);
+CODESCALER_API Extraction extract(std::string_view text, const Options& options, SyntaxChecker& checker);
 
 // Many responses over `threads` worker threads (0: hardware concurrency), one SyntaxChecker per thread;
 // results in input order.
-std::vector<Extraction> extract_batch(const std::vector<std::string_view>& texts, const Options& options,
-                                      unsigned threads = 0);
+CODESCALER_API std::vector<Extraction> extract_batch(const std::vector<std::string_view>& texts, const Options& options,
+                                                     unsigned threads = 0);
 
 }  // namespace codescaler

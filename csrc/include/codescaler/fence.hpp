@@ -5,6 +5,8 @@
 #include <string_view>
 #include <vector>
 
+#include "codescaler/export.h"
+
 namespace codescaler {
 
 // One fenced block.
@@ -17,12 +19,12 @@ struct Block {
 // Blocks exactly as the published CodeScaler recipe finds them: Python's
 // re.findall(r"```(\w+)?\n(.*?)```", text, re.DOTALL), with \w as Python's str.isalnum() plus "_".
 // Bytes that are not valid UTF-8 count as one non-word, non-space character each.
-std::vector<Block> scan_codescaler(std::string_view text);
+CODESCALER_API std::vector<Block> scan_codescaler(std::string_view text);
 
 // Blocks as a Markdown reader would see them, for the other policies: a fence line of three or more
 // backticks or tildes (any indentation), an info string whose first word is the tag ("c++", "python3",
 // ...), LF or CRLF line ends, closed by a line of the same character at least as long; a block still open
 // at the end of the text runs to the end (closed = false).
-std::vector<Block> scan_tolerant(std::string_view text);
+CODESCALER_API std::vector<Block> scan_tolerant(std::string_view text);
 
 }  // namespace codescaler

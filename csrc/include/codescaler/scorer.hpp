@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "codescaler/export.h"
 #include "codescaler/extract.hpp"
 
 namespace codescaler {
@@ -47,7 +48,7 @@ enum class ScorerCode {
   internal_error,    // anything else; a bug if ever seen
 };
 
-const char* scorer_code_name(ScorerCode code);
+CODESCALER_API const char* scorer_code_name(ScorerCode code);
 
 struct ScorerStatus {
   ScorerCode code = ScorerCode::ok;
@@ -95,29 +96,29 @@ class Scorer {
  public:
   // Reads and checks `engine_dir` (manifest, files, machine, tokenizer, template), loads the weights
   // and the compiled blocks, and runs one warm-up pass.
-  static ScorerStatus open(const std::string& engine_dir, const ScorerOptions& options,
-                           std::unique_ptr<Scorer>* out);
-  ~Scorer();
+  CODESCALER_API static ScorerStatus open(const std::string& engine_dir, const ScorerOptions& options,
+                                          std::unique_ptr<Scorer>* out);
+  CODESCALER_API ~Scorer();
   Scorer(const Scorer&) = delete;
   Scorer& operator=(const Scorer&) = delete;
 
-  ScorerStatus score(std::string_view question, std::string_view response, Reward* out) const;
+  CODESCALER_API ScorerStatus score(std::string_view question, std::string_view response, Reward* out) const;
   // One reward per (questions[i], responses[i]), in order. Identical conversations are run once, and the
   // responses to one question share its tokens, with the same bits as when scored alone (see the
   // README's "Throughput: how a batch is scored").
-  ScorerStatus score_batch(const std::vector<std::string_view>& questions,
-                           const std::vector<std::string_view>& responses, std::vector<Reward>* out) const;
+  CODESCALER_API ScorerStatus score_batch(const std::vector<std::string_view>& questions,
+                                          const std::vector<std::string_view>& responses, std::vector<Reward>* out) const;
   // A GRPO step: groups[i] holds the responses to questions[i].
-  ScorerStatus score_groups(const std::vector<std::string_view>& questions,
-                            const std::vector<std::vector<std::string_view>>& groups,
-                            std::vector<std::vector<Reward>>* out) const;
-  ScorerStatus best_of_n(std::string_view question, const std::vector<std::string_view>& candidates,
-                         BestOfN* out) const;
+  CODESCALER_API ScorerStatus score_groups(const std::vector<std::string_view>& questions,
+                                           const std::vector<std::vector<std::string_view>>& groups,
+                                           std::vector<std::vector<Reward>>* out) const;
+  CODESCALER_API ScorerStatus best_of_n(std::string_view question, const std::vector<std::string_view>& candidates,
+                                        BestOfN* out) const;
 
   // "bfloat16" or "float32" (fixed at export), the truncation length in use, and one line for logs.
-  const std::string& dtype() const;
-  std::size_t max_length() const;
-  std::string describe() const;
+  CODESCALER_API const std::string& dtype() const;
+  CODESCALER_API std::size_t max_length() const;
+  CODESCALER_API std::string describe() const;
 
  private:
   struct Impl;

@@ -9,13 +9,15 @@
 #include <optional>
 #include <string_view>
 
+#include "codescaler/export.h"
+
 namespace codescaler {
 
 enum class Language { python, cpp, java, javascript, go, rust };
 
 // "python", "cpp", ... -> Language; also accepts the tags responses use ("py", "python3", "c++", "js", ...).
-std::optional<Language> language_from_tag(std::string_view tag);
-const char* language_name(Language language);
+CODESCALER_API std::optional<Language> language_from_tag(std::string_view tag);
+CODESCALER_API const char* language_name(Language language);
 
 // Parser steps allowed per response by default. A step is one tree-sitter parse action, or one token or
 // grammar rule entered by the Python check. Ordinary code takes about 2 steps per byte with tree-sitter and
@@ -42,13 +44,13 @@ struct SyntaxReport {
 // One tree-sitter parser; not thread-safe, use one per thread. The language tables are shared.
 class SyntaxChecker {
  public:
-  SyntaxChecker();
-  ~SyntaxChecker();
+  CODESCALER_API SyntaxChecker();
+  CODESCALER_API ~SyntaxChecker();
   SyntaxChecker(const SyntaxChecker&) = delete;
   SyntaxChecker& operator=(const SyntaxChecker&) = delete;
 
   // Checks `code`, spending at most `budget_steps` parser steps (past them: timed_out).
-  SyntaxReport check(std::string_view code, Language language, std::uint64_t budget_steps);
+  CODESCALER_API SyntaxReport check(std::string_view code, Language language, std::uint64_t budget_steps);
 
  private:
   struct Impl;

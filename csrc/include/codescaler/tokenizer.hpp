@@ -25,6 +25,8 @@
 #include <string_view>
 #include <vector>
 
+#include "codescaler/export.h"
+
 namespace codescaler {
 
 enum class TokenizerCode {
@@ -37,7 +39,7 @@ enum class TokenizerCode {
   internal_error,  // any other exception the standard library raised inside (a bug if ever seen)
 };
 
-const char* tokenizer_code_name(TokenizerCode code);
+CODESCALER_API const char* tokenizer_code_name(TokenizerCode code);
 
 struct TokenizerStatus {
   TokenizerCode code = TokenizerCode::ok;
@@ -48,36 +50,36 @@ struct TokenizerStatus {
 class Tokenizer {
  public:
   // Reads and checks `path`; on success `*out` holds the tokenizer.
-  static TokenizerStatus open(const std::string& path, std::unique_ptr<Tokenizer>* out);
+  CODESCALER_API static TokenizerStatus open(const std::string& path, std::unique_ptr<Tokenizer>* out);
   // The same from the file's text; `origin` names it in messages.
-  static TokenizerStatus from_json(std::string_view json, std::unique_ptr<Tokenizer>* out,
-                                   std::string_view origin = "tokenizer.json");
+  CODESCALER_API static TokenizerStatus from_json(std::string_view json, std::unique_ptr<Tokenizer>* out,
+                                                  std::string_view origin = "tokenizer.json");
 
-  ~Tokenizer();
+  CODESCALER_API ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Token ids of `utf8` (replacing `*ids`), as `tokenizers.Tokenizer.encode(text, add_special_tokens)`
   // gives them. Empty text gives no ids (plus the post-processor's, if it adds any).
-  TokenizerStatus encode(std::string_view utf8, std::vector<std::int32_t>* ids,
-                         bool add_special_tokens = true) const;
+  CODESCALER_API TokenizerStatus encode(std::string_view utf8, std::vector<std::int32_t>* ids,
+                                        bool add_special_tokens = true) const;
   // Cuts ids that encode gave (with `add_special_tokens` as passed there) to `max_length` on the right, as
   // Hugging Face's truncation does: the text's own ids are cut so the post-processor's special tokens
   // still fit. Ids already within max_length are left as they are.
-  void truncate(std::vector<std::int32_t>* ids, std::size_t max_length, bool add_special_tokens = true) const;
+  CODESCALER_API void truncate(std::vector<std::int32_t>* ids, std::size_t max_length, bool add_special_tokens = true) const;
 
   // encode over many texts on `threads` worker threads (0: hardware concurrency); (*ids)[i] and the
   // returned statuses are in input order.
-  std::vector<TokenizerStatus> encode_batch(const std::vector<std::string_view>& texts,
-                                            std::vector<std::vector<std::int32_t>>* ids,
-                                            bool add_special_tokens = true, unsigned threads = 1) const;
+  CODESCALER_API std::vector<TokenizerStatus> encode_batch(const std::vector<std::string_view>& texts,
+                                                           std::vector<std::vector<std::int32_t>>* ids,
+                                                           bool add_special_tokens = true, unsigned threads = 1) const;
 
   // The id of a token as tokenizer.json spells it (added tokens included), if it has one.
-  std::optional<std::int32_t> token_to_id(std::string_view token) const;
+  CODESCALER_API std::optional<std::int32_t> token_to_id(std::string_view token) const;
   // One past the largest id encode can return (vocabulary, added tokens, post-processor tokens).
-  std::size_t vocab_size() const;
+  CODESCALER_API std::size_t vocab_size() const;
   // The Unicode version of the built-in character tables.
-  static const char* unicode_version();
+  CODESCALER_API static const char* unicode_version();
 
  private:
   struct Impl;

@@ -1,5 +1,5 @@
-#include "json.hpp"
-#include "unicode.hpp"
+#include "codescaler/json.hpp"
+#include "../tokenizer/unicode.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -442,5 +442,7 @@ void dump(std::string& out, const Value& v) {
     }
   }
 }
+
+std::size_t first_invalid_utf8(std::string_view text) { return unicode::first_invalid_utf8(text); }
 
 }  // namespace codescaler::json

@@ -1,4 +1,4 @@
-// A small JSON reader for tokenizer.json and the engine's files, and a writer: a DOM of
+// A small JSON reader for tokenizer.json, the engine's files and JSON Lines input, and a writer: a DOM of
 // null/bool/number/string/array/object, parsed without exceptions. Errors carry the byte offset, line and
 // column. Object members keep their file order, duplicates included; find() takes the last, as Python's
 // json does. The python dialect reads a line as Python's json.loads does and dump() writes a value as
@@ -12,6 +12,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "codescaler/export.h"
 
 namespace codescaler::json {
 
@@ -37,13 +39,13 @@ class Value {
   bool is_bool() const { return type == Type::boolean; }
   bool is_number() const { return type == Type::number; }
   // A number written without a fraction or exponent: an int to Python, of any size.
-  bool is_integer() const;
+  CODESCALER_API bool is_integer() const;
   // The member `key` of an object (the last one when the key repeats, as in Python), or nullptr (also
   // when this is not an object).
-  const Value* find(std::string_view key) const;
+  CODESCALER_API const Value* find(std::string_view key) const;
 };
 
-const char* type_name(Type type);
+CODESCALER_API const char* type_name(Type type);
 
 struct ParseOptions {
   // Nesting limit, so hostile input cannot exhaust the stack.
@@ -57,15 +59,19 @@ struct ParseOptions {
 
 // Parses `text` (one JSON value, surrounding whitespace allowed) into `out`. Returns an empty string on
 // success, else a message such as "line 3, column 7 (byte 40): expected ':'".
-std::string parse(std::string_view text, Value& out, const ParseOptions& options = {});
+CODESCALER_API std::string parse(std::string_view text, Value& out, const ParseOptions& options = {});
 
 // Appends what Python's json.dumps(v, ensure_ascii=False) gives for the value json.loads read as `v`:
 // integers digit for digit, floats as Python's repr (1E5 -> 100000.0, 1e400 -> Infinity), NaN and
 // Infinity as Python writes them, duplicate keys once (first place, last value), ", " and ": " as
 // separators. A lone surrogate is written as its \uXXXX escape, so the output is always valid UTF-8.
-void dump(std::string& out, const Value& v);
-void dump_string(std::string& out, std::string_view s);
+CODESCALER_API void dump(std::string& out, const Value& v);
+CODESCALER_API void dump_string(std::string& out, std::string_view s);
 // Python's repr of a double (shortest text that reads back; 1.0, 1e-05, 1e+16), NaN, Infinity, -Infinity.
-void dump_float(std::string& out, double x);
+CODESCALER_API void dump_float(std::string& out, double x);
+
+// The byte offset of the first byte of `text` that is not well-formed UTF-8 (a lone surrogate the python
+// dialect kept included), or npos: what a JSON Lines reader checks before scoring a field.
+CODESCALER_API std::size_t first_invalid_utf8(std::string_view text);
 
 }  // namespace codescaler::json

@@ -50,3 +50,56 @@ def test_from_pretrained_takes_exactly_the_option_table_as_typed_keywords():
             assert literal is not None and typing.get_args(literal) == o.choices, o.name
         else:
             assert o.kind in args, (o.name, args)
+
+
+def _help(capsys, *argv) -> str:
+    import pytest
+
+    from codescaler.cli import main
+
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return " ".join(capsys.readouterr().out.split())  # argparse's line breaks undone
+
+
+def test_score_help_says_what_an_engine_runs_on_and_what_a_batch_token_is(capsys):
+    text = _help(capsys, "score")
+    assert "torch for a model folder and for an aoti engine directory, ONNX Runtime for an onnx one" in text
+    assert "padded tokens per forward pass" not in text
+    assert "on torch the tokens it runs (no padding; a question shared by several answers counts once)" in text
+    assert "on ONNX Runtime and TensorRT batch size x longest sequence (padding included)" in text
+
+
+def test_rmbench_offers_no_extraction_options(capsys):
+    rmbench, bon = _help(capsys, "eval", "rmbench"), _help(capsys, "eval", "bon")
+    for flag in ("--policy", "--language", "--score-empty"):
+        assert flag not in rmbench and flag in bon
+    for flag in ("--backend", "--dtype", "--max-length", "--truncation", "--share-prefix", "--reward-cache"):
+        assert flag in rmbench
+
+
+def test_eval_tables_print_percent_signs():
+    from rich.console import Console
+
+    from codescaler.eval import bon, rmbench
+
+    def shown(table) -> str:
+        console = Console(width=200)
+        with console.capture() as out:
+            console.print(table)
+        return out.get()
+
+    rm = {"domains": {"code": {"accuracy": 0.625}}, "easy": 0.5, "normal": 0.75, "hard": 0.25, "avg": 0.625}
+    text = shown(rmbench.table(rm))
+    assert "62.5%" in text and "50.0%" in text and "25.0%" in text and " - " in text  # absent domains: '-'
+    text = shown(bon.table({"at_n": [{"n": 4, "model": 0.5, "random": 0.25, "oracle": 1.0}]}))
+    assert "50.0%" in text and "25.0%" in text and "100.0%" in text
+
+
+def test_demo_notes_are_whole_lines_in_a_pipe():
+    env = {**__import__("os").environ, "COLUMNS": "60"}
+    proc = subprocess.run([sys.executable, "-m", "codescaler", "demo", "--dtype", "float32", "--compile", "off"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "embedded tiny model: random weights, so the scores show the pipeline, not judgement; torch, float32" in lines

@@ -212,14 +212,15 @@ def cmd_demo(args) -> int:
     model = RewardModel.from_pretrained(args.model, **from_args(args))
     labels = [label for label, _ in DEMO_RESPONSES]
     pick = model.best_of_n(DEMO_QUESTION, [resp for _, resp in DEMO_RESPONSES])
-    table = Table(title="Max subarray sum: Best-of-3",
-                  caption=f"{note}\n{model.backend_name}, {model.dtype}")
+    table = Table(title="Max subarray sum: Best-of-3")
     for col in ("candidate", "status", "raw score", "reward", ""):
         table.add_column(col)
     for i, (label, r) in enumerate(zip(labels, pick.details)):
         raw = "-" if r.raw_score is None else f"{r.raw_score:+.4f}"
         table.add_row(label, r.status, raw, f"{r.reward:.4f}", "best" if i == pick.index else "")
     console.print(table)
+    # Under the table, not as its caption: a caption wraps to the table's width, mid-phrase.
+    console.print(f"{note}; {model.backend_name}, {model.dtype}", soft_wrap=True, highlight=False)
     return 0
 
 

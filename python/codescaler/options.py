@@ -71,8 +71,9 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("backend", str, "auto", "where the model runs: auto picks torch for a model folder, ONNX Runtime "
-           "for an engine directory (TensorRT when it holds a plan and a GPU is present)", BACKENDS),
+    Option("backend", str, "auto", "where the model runs: auto picks torch for a model folder and for an aoti "
+           "engine directory, ONNX Runtime for an onnx one, TensorRT for one holding a plan when a GPU is "
+           "present", BACKENDS),
     Option("dtype", str, None, "compute dtype; default bfloat16 on CUDA and on CPUs that declare native "
            "bfloat16 (avx512_bf16 or amx_bf16), float32 elsewhere; an engine's dtype is fixed at export",
            DTYPES, nullable=True),
@@ -88,7 +89,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("score_empty", bool, False, "run the model on answers without valid code too, to fill raw_score "
            "(their reward stays 0.0)", per_call=True),
     Option("share_prefix", bool, True, "run a group's question once and score its answers as continuations"),
-    Option("max_batch_tokens", int, 8192, "padded tokens per forward pass at most"),
+    Option("max_batch_tokens", int, 8192, "tokens per forward pass at most: on torch the tokens it runs (no "
+           "padding; a question shared by several answers counts once), on ONNX Runtime and TensorRT batch "
+           "size x longest sequence (padding included); one longer sequence runs alone"),
     Option("max_batch_size", int, 64, "sequences per forward pass at most"),
     Option("prefix_cache_mb", int, None, "memory for the question cache (keys/values of recent questions, "
            "per layer, kept across calls so a later answer to a cached question runs only its own tokens; "

@@ -243,7 +243,7 @@ def table(result: dict, title: str = "Best-of-N"):
     for c in ("N", "model", "random", "oracle"):
         t.add_column(c, justify="right")
     for row in result["at_n"]:
-        t.add_row(str(row["n"]), *(f"{100 * row[k]:.1f}" for k in ("model", "random", "oracle")))
+        t.add_row(str(row["n"]), *(f"{100 * row[k]:.1f}%" for k in ("model", "random", "oracle")))
     return t
 
 

@@ -29,6 +29,10 @@ For each N: model = the model's pick among the first N passes; random = the frac
 """
 
 
+# RM-Bench scores every response whole (no code extraction): the extraction options do not apply to it.
+NO_EXTRACTION = ("policy", "language", "score_empty")
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(x) for x in text.split(","))
@@ -69,8 +73,8 @@ def _report(kind, result: dict, output: str | None) -> None:
 
     console = Console()
     console.print(kind.table(result))
-    for line in kind.notes(result):
-        console.print(line, highlight=False)
+    for line in kind.notes(result):  # whole lines: a pipe gets them unwrapped, a terminal wraps them itself
+        console.print(line, highlight=False, soft_wrap=True)
     if output:
         write_json(output, result)
         print(f"codescaler: results -> {output}", file=sys.stderr)
@@ -110,7 +114,7 @@ def cmd_bon(args) -> int:
 
 
 def add_eval_parser(sub) -> None:
-    from codescaler.options import MODEL_HELP, add_arguments
+    from codescaler.options import MODEL_HELP, OPTIONS, add_arguments
 
     p = sub.add_parser("eval", help="evaluate a reward model: RM-Bench accuracy, Best-of-N by execution",
                        description="Evaluate a reward model: `eval rmbench` (RM-Bench's style-controlled "
@@ -131,7 +135,7 @@ def add_eval_parser(sub) -> None:
     q.add_argument("--domain", type=_domains, default=None,
                    help="comma-separated domains to evaluate: chat,math,code,safety (default: all present)")
     q.add_argument("--batch", type=int, default=16, help="prompts (6 responses each) per scoring call (default 16)")
-    add_arguments(q)
+    add_arguments(q, names=[o.name for o in OPTIONS if o.name not in NO_EXTRACTION])
     q.set_defaults(func=cmd_rmbench)
 
     q = command("bon", "Best-of-N accuracy of the model's pick, checked by running the tests", BON_FORMAT)

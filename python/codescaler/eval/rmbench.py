@@ -142,7 +142,7 @@ def table(result: dict, title: str = "RM-Bench"):
     cols = [d.capitalize() for d in DOMAINS] + ["Easy", "Normal", "Hard", "Avg"]
     for c in cols:
         t.add_column(c, justify="right")
-    cells = [f"{100 * result['domains'][d]['accuracy']:.1f}" if d in result["domains"] else "-" for d in DOMAINS]
-    cells += [f"{100 * result[k]:.1f}" for k in ("easy", "normal", "hard", "avg")]
+    cells = [f"{100 * result['domains'][d]['accuracy']:.1f}%" if d in result["domains"] else "-" for d in DOMAINS]
+    cells += [f"{100 * result[k]:.1f}%" for k in ("easy", "normal", "hard", "avg")]
     t.add_row(*cells)
     return t

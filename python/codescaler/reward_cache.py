@@ -70,8 +70,8 @@ def fingerprint(path: Path) -> str:
 
 def runtime_identity(backend) -> dict:
     """What a torch backend's raw scores depend on besides the weights and the tokens."""
+    # inside the function: both import torch, which `import codescaler` (this module's importer) does not
     from .backends.aoti import machine_key
-
     from .backends.decoder import ROW_TILE
 
     device = getattr(backend, "device", "cpu")

@@ -10,17 +10,22 @@ Loading a package compiles nothing: it maps a shared library.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import sys
 import tempfile
-from pathlib import Path
-
+import time
 import warnings
+from pathlib import Path
 
 import torch
 
+from ..device import cpu_flags
+from ..errors import ModelLoadError
+from ..tiny import cache_dir as codescaler_cache
 from .decoder import BLOCKS_VERSION, Arch, PostAttention, PreAttention
 
 PACKAGE = "blocks.pt2"
@@ -55,6 +60,7 @@ def _examples(arch: Arch, n: int = 64):
 
 def build_package(arch: Arch, out: Path) -> Path:
     """Export and compile both blocks for ``arch`` into the package ``out`` (written atomically)."""
+    # inside the function: torch._inductor and torch.export take seconds to import; only a compile needs them
     from torch._inductor import aot_compile
     from torch._inductor.package import package_aoti
     from torch.export import Dim, export
@@ -100,8 +106,6 @@ def load_package(path: Path) -> tuple[CompiledBlock, CompiledBlock]:
 def machine_key() -> str:
     """What a compiled package is valid for besides its ``Arch``: torch build, CPU features and the
     version of the blocks' code."""
-    from codescaler.device import cpu_flags
-
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma", "f16c", "sse4")))
     return json.dumps({"torch": torch.__version__, "machine": platform.machine(), "flags": flags,
                        "blocks": BLOCKS_VERSION}, sort_keys=True)
@@ -112,18 +116,12 @@ def package_key(arch: Arch) -> str:
 
 
 def cache_dir() -> Path:
-    from ..tiny import cache_dir as codescaler_cache
-
     return codescaler_cache() / "aoti"
 
 
 def cached_package(arch: Arch, *, notify=None) -> Path:
     """The cached package for ``arch`` on this machine, built first when there is none. Concurrent
     processes wait for one build (a file lock) instead of compiling the same package twice."""
-    import fcntl
-    import sys
-    import time
-
     folder = cache_dir() / package_key(arch)
     out = folder / PACKAGE
     if out.is_file():
@@ -146,8 +144,6 @@ def cached_package(arch: Arch, *, notify=None) -> Path:
         try:
             build_package(arch, out)
         except Exception as exc:
-            from codescaler.errors import ModelLoadError
-
             raise ModelLoadError(f"compiling the decoder blocks failed ({type(exc).__name__}: {exc}); "
                                  "compile='off' runs them eagerly") from exc
         say(f"codescaler: compiled in {time.perf_counter() - start:.0f} s")

@@ -19,7 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+# pyarrow and ray are imported inside the functions that use them: `codescaler --help` and every
+# `codescaler score` import this module (add_ray_arguments, wanted), and they are an optional extra; so is
+# codescaler.tiny (tempfile, base64), needed only to resolve --model tiny.
+from .. import options as opts
 from ..errors import CodeScalerError, InputError
+from ..model import RewardModel, lone_surrogate
+from ..records import INTERRUPTED, ScoreSummary, dumps, interrupted_summary, parse_line
 
 JSONL, PARQUET = "jsonl", "parquet"
 EXTENSIONS = {".jsonl": JSONL, ".ndjson": JSONL, ".json": JSONL, ".parquet": PARQUET, ".pq": PARQUET}
@@ -204,8 +210,6 @@ class Scorer:
     ``RewardModel.score`` call, so rows of one question share its forward pass)."""
 
     def __init__(self, model: str, load: dict, per_call: dict, fmt: str, paths: list[str] | None):
-        from ..model import RewardModel
-
         self.model = RewardModel.from_pretrained(model, **load)
         self.per_call, self.fmt, self.paths = per_call, fmt, paths
 
@@ -234,8 +238,6 @@ class Scorer:
 
     def _jsonl(self, batch):
         import pyarrow as pa
-
-        from ..records import dumps, parse_line
 
         parsed = [parse_line(n, raw) for n, raw in zip(batch.column(ROW).to_pylist(),
                                                        batch.column("_raw").to_pylist())]
@@ -347,9 +349,6 @@ SPOOL_ROWS = 4096  # rows per Parquet write when the spool is read back
 
 def _as_text(value):
     """A value of a string column of mixed types: strings as they are, other values as JSON text."""
-    from ..records import dumps
-    from ..model import lone_surrogate
-
     if value is None or (isinstance(value, str) and lone_surrogate(value) is None):
         return value
     return dumps(value)
@@ -577,8 +576,6 @@ class _Writer:
 def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None):
     """Write the scored tables, in order, to ``output``; check that every input row came back once.
     Returns a :class:`codescaler.records.ScoreSummary`. ``on_rows(n)`` is called after each written table."""
-    from ..records import ScoreSummary
-
     summary = ScoreSummary()
     writer = _Writer(output, inputs.paths if inputs.format == PARQUET else None)
     # (file, line or row) of every input row, in order: each output row must be the next one
@@ -614,7 +611,6 @@ def score_with_ray(model: str, input: str, output: str, *, actors: int | None = 
                    options: dict | None = None, on_rows=None):
     """Score ``input`` (JSONL or Parquet: file, folder or glob) into ``output`` on Ray; returns
     ``(summary, info)`` where ``info`` holds ``actors``, ``cpus_per_actor``, ``ray_start_s``."""
-    from .. import options as opts
     from ..tiny import resolve_model
 
     _import_ray()  # a missing extra is the first thing said
@@ -659,10 +655,6 @@ def _unwrapped(exc: BaseException) -> BaseException:
 
 def cmd_score(args) -> int:
     """``codescaler score --ray``: the options as for ``score``, then the run and its summary on stderr."""
-    from .. import options as opts
-
-    from ..records import INTERRUPTED, interrupted_summary
-
     started = time.perf_counter()
     where = "stdout" if args.output == "-" else args.output
     written = [0]

@@ -8,8 +8,17 @@ import os
 import sys
 from typing import IO
 
+from . import __version__
+from . import options as opts
 from .errors import CodeScalerError, InputError, require_extra
-from .options import MODEL_HELP
+from .eval.cli import add_eval_parser
+from .integrations import ray_data
+from .model import RewardModel
+from .options import MODEL_HELP, add_arguments, from_args
+from .serve.cli import add_serve_parser
+from .training.cli import add_train_rm_parser
+# Imported inside the commands that need them: codescaler.engine (export; torch, onnx), codescaler.benchmarks
+# and codescaler.tiny (tempfile, base64), so that `codescaler --help` and `score` load none of them.
 from .records import INTERRUPTED, ScoreSummary, dumps, interrupted_summary, records, replaced_on_success
 
 DEMO_QUESTION = (
@@ -151,9 +160,6 @@ def _open_io(args):
 def cmd_score(args) -> int:
     import time
 
-    from . import options as opts
-    from .integrations import ray_data
-
     if ray_data.wanted(args):
         return ray_data.cmd_score(args)
 
@@ -163,8 +169,6 @@ def cmd_score(args) -> int:
     opts.checked(chosen)  # a bad value fails before any file is touched
 
     def load_model():
-        from .model import RewardModel
-
         return RewardModel.from_pretrained(args.model, **load)
 
     started = time.perf_counter()
@@ -198,8 +202,6 @@ def cmd_demo(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .model import RewardModel
-    from .options import from_args
     from .tiny import TINY, tiny_model_dir
 
     console = Console()
@@ -261,9 +263,6 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-    from .options import add_arguments
-
     parser = argparse.ArgumentParser(
         prog="codescaler", description="Execution-free reward engine for code: extract the program from an LLM "
         "response, score it with a CodeScaler reward model, shape the score.",
@@ -280,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="input JSONL ('-' for stdin); with --ray also Parquet, a folder or a glob")
     p.add_argument("--output", required=True, help="output JSONL ('-' for stdout); with --ray also Parquet (.parquet)")
     add_arguments(p)
-    from .integrations.ray_data import add_ray_arguments; add_ray_arguments(p)
+    ray_data.add_ray_arguments(p)
     p.set_defaults(func=cmd_score)
 
     p = command("demo", "score the max-subarray example (embedded tiny model by default)",
@@ -322,13 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 
-    from codescaler.training.cli import add_train_rm_parser
-
     add_train_rm_parser(sub)
-    from codescaler.eval.cli import add_eval_parser
-
     add_eval_parser(sub)
-    from .serve.cli import add_serve_parser; add_serve_parser(sub)
+    add_serve_parser(sub)
     return parser
 
 

@@ -38,7 +38,8 @@ from .. import options as opts
 from ..errors import InputError
 from ..serve.app import create_app
 from ..serve.chat_text import split_messages, split_query
-from ..serve.scheduler import WARMUP, Job, Scheduler
+from ..serve.scheduler import Job, Scheduler
+from ..serve.worker import WARMUP
 from ..serve.settings import ServeSettings
 
 REPLICA_HEADER = "x-codescaler-replica"

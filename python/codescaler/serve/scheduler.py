@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import options as opts
-from .worker import call_stats
+from .worker import WARMUP, call_stats
 
 CHARS_PER_TOKEN = 4  # estimate for the token budget before tokenizing (Qwen's BPE on code and prose)
-WARMUP = (["Write a function that returns one."], ["```python\ndef one():\n    return 1\n```"])
 
 
 class Overloaded(Exception):

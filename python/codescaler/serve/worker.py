@@ -23,6 +23,8 @@ import signal
 import threading
 from dataclasses import dataclass
 
+WARMUP = (["Write a function that returns one."], ["```python\ndef one():\n    return 1\n```"])
+
 
 class ModelCrashed(RuntimeError):
     """The model process died during a call (killed, out of memory, a crash in native code)."""
@@ -97,7 +99,6 @@ def _child(conn, source: str, options: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the server drains, then closes the pipe or kills us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (timeout(1) and systemd signal the whole group)
     from ..model import RewardModel
-    from .scheduler import WARMUP
 
     try:
         model = RewardModel.from_pretrained(source, **options)

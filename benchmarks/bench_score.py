@@ -73,7 +73,7 @@ class PeakRSS:
 
 
 def _timed(fn, repeats: int):
-    """Median wall time of ``repeats`` calls, the last call's result, and the peak RSS over all of them."""
+    """The wall times of ``repeats`` calls, the last call's result, and the peak RSS over all of them."""
     times = []
     with PeakRSS() as rss:
         for _ in range(repeats):
@@ -81,21 +81,32 @@ def _timed(fn, repeats: int):
             t = time.perf_counter()
             result = fn()
             times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2], result, rss.peak
+    return times, result, rss.peak
+
+
+def median(times: list[float]) -> float:
+    s = sorted(times)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
 @dataclass
 class Run:
     system: str
-    seconds: float
+    times: list[float]  # wall seconds of each timed repeat
     computed_tokens: int
     rewards: list[float]
     rss_mb: float
 
+    @property
+    def seconds(self) -> float:
+        """The median of the repeats: what the tables compare."""
+        return median(self.times)
 
-def repeats(workload) -> int:
-    """Small workloads are timed as the median of 5 runs, large ones once."""
-    return 5 if len(workload.responses) <= 32 else 1
+    @property
+    def spread(self) -> str:
+        """min-max of the repeats, or '-' for a single one."""
+        return f"{min(self.times):.2f}-{max(self.times):.2f}" if len(self.times) > 1 else "-"
 
 
 def useful_work(plan, config: dict) -> tuple[int, float]:
@@ -143,46 +154,46 @@ def _fresh(model):
     return model
 
 
-def run_engine(path, workload, dtype, label: str = "codescaler", **kw) -> tuple[Run, object, Startup]:
-    """The engine as a user runs it; also its load time and its first call against a warm one (the
-    first Best-of-N-sized request after load)."""
+def run_engine(path, workload, dtype, label: str = "codescaler", repeats: int = 3, **kw) -> tuple[Run, object, Startup]:
+    """The engine as a user runs it, timed ``repeats`` times; also its load time and its first call
+    against a warm one (the first Best-of-N-sized request after load)."""
     from codescaler import RewardModel
 
     t = time.perf_counter()
     m = RewardModel.from_pretrained(path, dtype=dtype, **kw)
     load = time.perf_counter() - t
     n = workload.group_size
-    first = _timed(lambda: _fresh(m).score(workload.questions[:n], workload.responses[:n]), 1)[0]
-    warm = _timed(lambda: _fresh(m).score(workload.questions[:n], workload.responses[:n]), 3)[0]
-    seconds, out, rss = _timed(lambda: _fresh(m).score(workload.questions, workload.responses), repeats(workload))
+    first = median(_timed(lambda: _fresh(m).score(workload.questions[:n], workload.responses[:n]), 1)[0])
+    warm = median(_timed(lambda: _fresh(m).score(workload.questions[:n], workload.responses[:n]), 3)[0])
+    times, out, rss = _timed(lambda: _fresh(m).score(workload.questions, workload.responses), repeats)
     plan = m.last_plan
-    return Run(label, seconds, plan.computed_tokens, [r.reward for r in out], rss), (m, plan), Startup(load, first, warm)
+    return Run(label, times, plan.computed_tokens, [r.reward for r in out], rss), (m, plan), Startup(load, first, warm)
 
 
-def run_invariance(engine, workload, rounds: int = 2) -> tuple[Run, Run]:
+def run_invariance(engine, workload, rounds: int = 3) -> tuple[Run, Run]:
     """The loaded engine with its decoder's batch invariance on (the default) and off, interleaved on the
-    same workload, best of ``rounds`` each: what invariance costs, measured in one run."""
+    same workload, ``rounds`` times each: what invariance costs, measured in one run."""
     decoder = engine.backend.decoder
-    best = {True: float("inf"), False: float("inf")}
-    out = {}
+    times: dict[bool, list[float]] = {True: [], False: []}
+    last = {}
     try:
         for _ in range(rounds):
             for invariant in (False, True):
                 decoder.invariant = invariant
-                seconds, result, rss = _timed(lambda: _fresh(engine).score(workload.questions, workload.responses), 1)
-                if seconds < best[invariant]:
-                    best[invariant] = seconds
-                    label = "codescaler (default)" if invariant else "codescaler (not batch-invariant)"
-                    out[invariant] = Run(label, seconds, engine.last_plan.computed_tokens,
-                                         [r.reward for r in result], rss)
+                took, result, rss = _timed(lambda: _fresh(engine).score(workload.questions, workload.responses), 1)
+                times[invariant] += took
+                last[invariant] = (engine.last_plan.computed_tokens, [r.reward for r in result],
+                                   max(rss, last.get(invariant, (0, 0, 0))[2]))
     finally:
         decoder.invariant = True
-    return out[True], out[False]
+    label = {True: "codescaler (default)", False: "codescaler (not batch-invariant)"}
+    run = {k: Run(label[k], times[k], *last[k]) for k in (True, False)}
+    return run[True], run[False]
 
 
-def run_hf(path, workload, dtype, batch_size: int, label: str) -> Run:
+def run_hf(path, workload, dtype, batch_size: int, label: str, repeats: int = 3) -> Run:
     """The model card's usage: extract, render, pad a batch in input order, run every response (empty
-    answers included, as upstream does), shape."""
+    answers included, as upstream does), shape; timed ``repeats`` times."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -213,14 +224,14 @@ def run_hf(path, workload, dtype, batch_size: int, label: str) -> Run:
             computed += n
         return raws, computed
 
-    seconds, (raws, computed), rss = _timed(step, repeats(workload))
+    times, (raws, computed), rss = _timed(step, repeats)
     rewards = [shape(r, e.valid) for r, e in zip(raws, found)]
-    return Run(label, seconds, computed, rewards, rss)
+    return Run(label, times, computed, rewards, rss)
 
 
 def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 16), trl: bool = True,
          model: str | None = None, threads: int | None = None, shape: str = "bench",
-         layers: int | None = None) -> list[dict]:
+         layers: int | None = None, repeats: int = 3) -> list[dict]:
     import json
     import sys
 
@@ -236,12 +247,16 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
     if threads:
         torch.set_num_threads(threads)
     console = Console(width=None if sys.stdout.isatty() else 160)
+
+    def note(text: str) -> None:  # a whole line: a pipe gets it unwrapped, a terminal wraps it itself
+        console.print(text, soft_wrap=True)
+
     if model is None and shape == "1.7b" and layers is None:
         layers = 4
     path = Path(model) if model else bench_model_dir(shape, layers)
     config = json.loads((path / "config.json").read_text())
     peaks = [matmul_peak(torch.bfloat16)]
-    console.print(f"model {path} (hidden {config['hidden_size']}, {config['num_hidden_layers']} layers) | "
+    note(f"model {path} (hidden {config['hidden_size']}, {config['num_hidden_layers']} layers) | "
                   f"dtype {dtype} | torch threads {torch.get_num_threads()} | measured 2048^3 bf16 matmul: "
                   f"{peaks[0]:.0f} GFLOP/s")
     tok = Tokenizer.from_file(str(tiny.qwen_tokenizer_json()))
@@ -249,49 +264,51 @@ def main(workloads=("grpo", "bon"), dtype: str = "bfloat16", batch_sizes=(4, 8, 
     rows, results = [], []
     for name in workloads:
         w = made[name]()
-        ours, (engine, plan), start = run_engine(path, w, dtype, "codescaler (default)")
+        ours, (engine, plan), start = run_engine(path, w, dtype, "codescaler (default)", repeats)
         tokens, flops = useful_work(plan, config)
         runs = [ours]
         if hasattr(engine.backend, "decoder"):
-            ours, variant = run_invariance(engine, w)
+            ours, variant = run_invariance(engine, w, repeats)
             runs = [ours, variant]
-        eager, _, _ = run_engine(path, w, dtype, "codescaler (compile='off')", compile="off")
+        eager, _, _ = run_engine(path, w, dtype, "codescaler (compile='off')", repeats, compile="off")
         runs.append(eager)
         for bs in batch_sizes:
-            runs.append(run_hf(path, w, dtype, bs, f"model card, batch {bs}"))
+            runs.append(run_hf(path, w, dtype, bs, f"model card, batch {bs}", repeats))
         if trl:
-            runs.append(run_hf(path, w, dtype, len(w.responses), "TRL-style, one padded batch"))
-        reference = (run_hf(path, w, "float32", 8, "hf float32 reference").rewards if dtype != "float32"
+            runs.append(run_hf(path, w, dtype, len(w.responses), "TRL-style, one padded batch", repeats))
+        reference = (run_hf(path, w, "float32", 8, "hf float32 reference", 1).rewards if dtype != "float32"
                      else next(r.rewards for r in runs if r.system.startswith("model card")))
         results.append((w, runs, reference, tokens, flops, ours, engine, start))
     peaks.append(matmul_peak(torch.bfloat16))
     peak = max(peaks)
-    console.print(f"bf16 matmul peak, best of before/after the runs: {peak:.0f} GFLOP/s "
+    note(f"bf16 matmul peak, best of before/after the runs: {peak:.0f} GFLOP/s "
                   f"({', '.join(f'{p:.0f}' for p in peaks)})")
     for w, runs, reference, tokens, flops, ours, engine, start in results:
         best_card = min(r.seconds for r in runs if r.system.startswith("model card"))
-        table = Table(title=f"{w.name}: {len(w.responses)} responses, {dtype}")
-        for col in ("system", "wall s", "speed-up vs best card", "tokens computed", "useful tok/s",
+        table = Table(title=f"{w.name}: {len(w.responses)} responses, {dtype}; wall time: median of {repeats} "
+                      f"run(s), min-max beside it")
+        for col in ("system", "wall s", "min-max s", "speed-up vs best card", "tokens computed", "useful tok/s",
                     "% bf16 peak (useful)", "peak RSS MB (run)", "max |Δreward| vs fp32 HF"):
             table.add_column(col, justify="right")
         for r in runs:
             diff = max(abs(a - b) for a, b in zip(r.rewards, reference))
             pct = 100 * flops / r.seconds / 1e9 / peak
-            table.add_row(r.system, f"{r.seconds:.2f}", f"{best_card / r.seconds:.2f}x", f"{r.computed_tokens:,}",
+            table.add_row(r.system, f"{r.seconds:.2f}", r.spread, f"{best_card / r.seconds:.2f}x", f"{r.computed_tokens:,}",
                           f"{tokens / r.seconds:,.0f}", f"{pct:.1f}", f"{r.rss_mb:,.0f}", f"{diff:.4f}")
-            rows.append({"workload": w.name, "system": r.system, "seconds": r.seconds, "tokens": r.computed_tokens,
+            rows.append({"workload": w.name, "system": r.system, "seconds": r.seconds, "times": r.times,
+                         "tokens": r.computed_tokens,
                          "speedup": best_card / r.seconds, "pct_peak": pct, "max_reward_diff": diff})
         console.print(table)
         trl_s = [r.seconds for r in runs if r.system.startswith("TRL")]
-        console.print(f"useful work: {tokens:,} tokens, {flops / 1e12:.2f} TFLOP; codescaler (default: "
+        note(f"useful work: {tokens:,} tokens, {flops / 1e12:.2f} TFLOP; codescaler (default: "
                       f"{engine.describe()}; blocks {engine.backend.compiled}) is "
                       f"{best_card / ours.seconds:.2f}x the best model-card baseline"
                       + (f" and {trl_s[0] / ours.seconds:.2f}x the TRL-style baseline" if trl_s else ""))
         variant = [r for r in runs if r.system == "codescaler (not batch-invariant)"]
         if variant:
-            console.print(f"batch invariance (default) costs {100 * (ours.seconds / variant[0].seconds - 1):+.1f}% "
-                          f"against the same engine without it (interleaved, best of 2 each)")
-        console.print(f"load {start.load_s:.2f} s; first {w.group_size}-answer call after load {start.first_s:.3f} s, "
+            note(f"batch invariance (default) costs {100 * (ours.seconds / variant[0].seconds - 1):+.1f}% "
+                          f"against the same engine without it (interleaved, median of {repeats} each)")
+        note(f"load {start.load_s:.2f} s; first {w.group_size}-answer call after load {start.first_s:.3f} s, "
                       f"warm {start.warm_s:.3f} s ({start.first_s / start.warm_s:.2f}x)")
     return rows
 

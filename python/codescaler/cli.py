@@ -249,6 +249,16 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def cmd_bench(args) -> int:
     from codescaler.benchmarks.bench_score import main as bench
 
@@ -258,7 +268,7 @@ def cmd_bench(args) -> int:
     sizes = tuple(int(x) for x in args.batch_sizes.split(","))
     model = None if args.model is None else resolve_model(args.model)
     bench(workloads, dtype=args.dtype, batch_sizes=sizes, trl=not args.no_trl, model=model, threads=args.threads,
-          shape=args.shape, layers=args.layers)
+          shape=args.shape, layers=args.layers, repeats=args.repeats)
     return 0
 
 
@@ -319,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=None,
                    help="layers of the random model (default: 8 for bench, 4 of the 28 for 1.7b)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--repeats", type=_positive, default=3, metavar="N",
+                   help="timed runs of every path; the tables show the median wall time and the min-max of the N "
+                        "(default: 3)")
     p.set_defaults(func=cmd_bench)
 
     add_train_rm_parser(sub)

@@ -103,3 +103,41 @@ def test_demo_notes_are_whole_lines_in_a_pipe():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "embedded tiny model: random weights, so the scores show the pipeline, not judgement; torch, float32" in lines
+
+
+def test_bench_repeats_reach_every_timed_path_and_the_table_shows_median_and_range(monkeypatch):
+    import pytest
+
+    from codescaler.benchmarks import bench_score
+    from codescaler.cli import main
+
+    seen = {}
+    monkeypatch.setattr(bench_score, "main", lambda workloads, **kw: seen.update(kw, workloads=workloads))
+    assert main(["bench", "--workload", "bon", "--repeats", "5"]) == 0
+    assert seen["repeats"] == 5 and seen["workloads"] == ("bon",)
+    assert main(["bench"]) == 0 and seen["repeats"] == 3
+    with pytest.raises(SystemExit):
+        main(["bench", "--repeats", "0"])
+
+    calls = []
+    times, result, _rss = bench_score._timed(lambda: calls.append(1) or len(calls), 4)
+    assert len(times) == 4 and result == 4  # every repeat timed, the last one's result kept
+    run = bench_score.Run("x", [0.4, 0.1, 0.3, 0.2], 0, [], 0.0)
+    assert run.seconds == pytest.approx(0.25) and run.spread == "0.10-0.40"
+    assert bench_score.Run("x", [0.5], 0, [], 0.0).spread == "-"
+
+
+def test_the_server_contract_is_named_once_and_client_errors_live_in_errors():
+    from codescaler import errors
+    from codescaler.integrations import client, scorer
+    from codescaler.serve import cli as serve_cli
+    from codescaler.serve import routes, settings
+
+    assert settings.API_KEY_ENV == "CODESCALER_API_KEY" and settings.TIMEOUT_HEADER == "X-Request-Timeout"
+    assert client.API_KEY_ENV is scorer.API_KEY_ENV is serve_cli.API_KEY_ENV is settings.API_KEY_ENV
+    assert client.TIMEOUT_HEADER is routes.TIMEOUT_HEADER is settings.TIMEOUT_HEADER
+    for name in ("ServerError", "AuthenticationError", "RejectedRequestError", "ServerBusyError",
+                 "ServerUnreachableError", "ServerTimeoutError"):
+        assert getattr(client, name) is getattr(errors, name)  # still importable from the client module
+    assert issubclass(errors.RejectedRequestError, errors.InputError)
+    assert issubclass(errors.ServerError, errors.CodeScalerError)

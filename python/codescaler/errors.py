@@ -23,6 +23,38 @@ class EngineBuildError(CodeScalerError):
     """An engine cannot be built here (e.g. TensorRT without TensorRT or an NVIDIA GPU)."""
 
 
+# A codescaler server's answers, as its clients (codescaler.integrations.client) raise them.
+class ServerError(CodeScalerError):
+    """The server answered with an error, or could not be reached. ``status`` is the HTTP status (None
+    when there was no answer), ``type`` the server's error type."""
+
+    def __init__(self, message: str, *, status: int | None = None, type: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.type = type
+
+
+class AuthenticationError(ServerError):
+    """401: the server has an API key and the request did not carry it (``api_key=`` or
+    ``CODESCALER_API_KEY``)."""
+
+
+class RejectedRequestError(ServerError, InputError):
+    """The server refused the request itself (422 malformed, 413 too large, 404 no such endpoint)."""
+
+
+class ServerBusyError(ServerError):
+    """The server stayed overloaded (503/429) through every retry."""
+
+
+class ServerUnreachableError(ServerError):
+    """No connection to the server through every retry."""
+
+
+class ServerTimeoutError(ServerError):
+    """No answer within the timeout (the client's, or the server's own: 504)."""
+
+
 def require_extra(extra: str, modules: tuple[str, ...], what: str) -> None:
     """Fail, in one line naming the pip install to run, when a module of an optional extra cannot be
     imported; called before anything slow, such as loading a model."""

@@ -39,11 +39,14 @@ except ImportError as exc:  # the Quickstart installs no extras
                               "pip install 'codescaler[client]'", name=exc.name) from None
 
 from .. import options as opts
-from ..errors import CodeScalerError, InputError
+from ..errors import (AuthenticationError, InputError, RejectedRequestError, ServerBusyError, ServerError,
+                      ServerTimeoutError, ServerUnreachableError)
 from ..model import BestOfN, Reward, check_encodable, check_unicode, checked_pairs, checked_strings
 
-API_KEY_ENV = "CODESCALER_API_KEY"
-TIMEOUT_HEADER = "X-Request-Timeout"  # the server drops work nobody waits for after this many seconds
+from ..serve.settings import API_KEY_ENV, TIMEOUT_HEADER
+
+__all__ = ["AsyncClient", "AuthenticationError", "Client", "RejectedRequestError", "ServerBusyError", "ServerError",
+           "ServerTimeoutError", "ServerUnreachableError"]
 BUSY = (429, 503)
 READY_POLL_S = 0.2
 # Failures before the server saw the request, or of a kept-alive connection it closed: scoring is
@@ -54,37 +57,6 @@ UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, http
 
 RAISE = "raise"  # the default fallback: no fallback, the typed errors are raised
 LOG = logging.getLogger("codescaler.client")
-
-
-class ServerError(CodeScalerError):
-    """The server answered with an error, or could not be reached. ``status`` is the HTTP status (None
-    when there was no answer), ``type`` the server's error type."""
-
-    def __init__(self, message: str, *, status: int | None = None, type: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.type = type
-
-
-class AuthenticationError(ServerError):
-    """401: the server has an API key and the request did not carry it (``api_key=`` or
-    ``CODESCALER_API_KEY``)."""
-
-
-class RejectedRequestError(ServerError, InputError):
-    """The server refused the request itself (422 malformed, 413 too large, 404 no such endpoint)."""
-
-
-class ServerBusyError(ServerError):
-    """The server stayed overloaded (503/429) through every retry."""
-
-
-class ServerUnreachableError(ServerError):
-    """No connection to the server through every retry."""
-
-
-class ServerTimeoutError(ServerError):
-    """No answer within the timeout (the client's, or the server's own: 504)."""
 
 
 # What a training step should survive (status given to the fallback rewards); refusals and faults are not.

@@ -21,10 +21,10 @@ from typing import Any, Sequence
 
 from codescaler import options as opts
 from codescaler.errors import InputError
+from codescaler.serve.settings import API_KEY_ENV
 
 URL_ENV = "CODESCALER_URL"
 MODEL_ENV = "CODESCALER_MODEL"
-API_KEY_ENV = "CODESCALER_API_KEY"
 
 
 def is_url(target: Any) -> bool:

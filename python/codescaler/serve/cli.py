@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-API_KEY_ENV = "CODESCALER_API_KEY"
+from .settings import API_KEY_ENV
+
 DRAIN_TIMEOUT_S = 25.0  # under Kubernetes' default 30 s grace period, with room to answer and exit
 
 

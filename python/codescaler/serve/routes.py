@@ -32,9 +32,7 @@ from .protocol import (BestOfNRequest, BestOfNResponse, ClassificationRequest, C
                        GetRewardRequest, GetRewardResponse, HealthResponse, PoolingRequest, PoolingResponse,
                        RerankRequest, RerankResponse, RewardsRequest, RewardsResponse, VllmPoolingRequest)
 from .scheduler import Overloaded, Scored
-from .settings import ServeSettings
-
-TIMEOUT_HEADER = "x-request-timeout"
+from .settings import TIMEOUT_HEADER, ServeSettings
 
 
 @dataclass(frozen=True)

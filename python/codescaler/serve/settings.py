@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+# What a server and its clients agree on besides the JSON bodies, named once for both sides:
+API_KEY_ENV = "CODESCALER_API_KEY"  # where the server reads its API key and a client the key it sends
+TIMEOUT_HEADER = "X-Request-Timeout"  # seconds the caller waits: the server drops work nobody waits for
 
 
 @dataclass(frozen=True)

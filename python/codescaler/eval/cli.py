@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from codescaler.errors import InputError, require_extra
+
+if TYPE_CHECKING:
+    from codescaler.model import RewardModel
 
 RMBENCH_FORMAT = """\
 data: RM-Bench's published format, a JSON list or JSON Lines of
@@ -47,7 +52,7 @@ def _domains(text: str) -> tuple[str, ...]:
     return tuple(d.strip() for d in text.split(",") if d.strip())
 
 
-def _load(args):
+def _load(args: argparse.Namespace) -> "RewardModel":
     from codescaler.model import RewardModel
     from codescaler.options import from_args
 
@@ -65,7 +70,7 @@ def _check_output(path: str | None) -> None:
         raise InputError(f"{path}: cannot write (no writable folder {folder})")
 
 
-def _report(kind, result: dict, output: str | None) -> None:
+def _report(kind: ModuleType, result: dict, output: str | None) -> None:
     """Print ``kind``'s table and notes for ``result``; write it as JSON to ``output`` if given."""
     from rich.console import Console
 
@@ -80,7 +85,7 @@ def _report(kind, result: dict, output: str | None) -> None:
         print(f"codescaler: results -> {output}", file=sys.stderr)
 
 
-def cmd_rmbench(args) -> int:
+def cmd_rmbench(args: argparse.Namespace) -> int:
     from . import rmbench
 
     _check_output(args.output)
@@ -92,7 +97,7 @@ def cmd_rmbench(args) -> int:
     return 0
 
 
-def cmd_bon(args) -> int:
+def cmd_bon(args: argparse.Namespace) -> int:
     from . import bon
 
     _check_output(args.output)
@@ -113,7 +118,7 @@ def cmd_bon(args) -> int:
     return 0
 
 
-def add_eval_parser(sub) -> None:
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     from codescaler.options import MODEL_HELP, OPTIONS, add_arguments
 
     p = sub.add_parser("eval", help="evaluate a reward model: RM-Bench accuracy, Best-of-N by execution",
@@ -122,7 +127,7 @@ def add_eval_parser(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
     evals = p.add_subparsers(dest="eval_command", metavar="EVAL")
 
-    def command(name, help, epilog):
+    def command(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
         q = evals.add_parser(name, help=help, description=help, epilog=epilog,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         q.add_argument("--model", required=True, help=MODEL_HELP)

@@ -318,8 +318,9 @@ def test_waiting_for_another_compile_says_so(tmp_path, monkeypatch):
 def test_a_long_input_prints_no_tokenizer_warning(qwen3_dir, capfd):
     m = RewardModel.from_pretrained(qwen3_dir, dtype="float32", max_length=256)
     capfd.readouterr()
-    long = fenced("\n".join(f"x{i} = {i}" for i in range(40000)))
-    assert m.score([QUESTION], [long])[0].truncated
+    # A long question (code over MAX_CODE_BYTES would be code_too_long, never tokenized)
+    long = QUESTION + "\n" + "\n".join(f"Note {i}: x{i} = {i}." for i in range(40000))
+    assert m.score([long], [fenced("x = 1")])[0].truncated
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     # the text is past the tokenizer's model_max_length, where transformers would warn of "indexing errors"

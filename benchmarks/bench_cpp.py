@@ -34,14 +34,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "build" / "ctest"
+BUILD = ROOT / "build" / "cpp"
 TARGETS = ("codescaler_score_bench", "codescaler_score_example")
-BUILD_COMMAND = ("cmake -S . -B build/ctest -DCODESCALER_BUILD_TESTS=ON && "
-                 f"cmake --build build/ctest -j2 --target {' '.join(TARGETS)}")
+BUILD_COMMAND = ("cmake -S . -B build/cpp -DCODESCALER_BUILD_TESTS=ON && "
+                 f"cmake --build build/cpp -j2 --target {' '.join(TARGETS)}")
 
 
 def _binaries() -> tuple[Path, Path]:
-    """The two C++ programs, built first (in build/ctest) when either is missing."""
+    """The two C++ programs, built first (in build/cpp) when either is missing."""
     bench, example = (BUILD / t for t in TARGETS)
     if not (bench.exists() and example.exists()):
         print(f"C++ scorer binaries missing; building them (from {ROOT}): {BUILD_COMMAND}", file=sys.stderr)

@@ -3,7 +3,7 @@ tree that writes find_package(codescaler) and links codescaler::scorer gets Pyth
 library exports the public API and nothing else, and no runpath (build tree or installed) holds an empty
 entry (the working directory) or a directory that does not exist.
 
-It reuses tests/test_cpp_scorer.py's build directory (build/ctest, or $CODESCALER_CPP_BUILD).
+It reuses tests/test_cpp_scorer.py's build directory (build/cpp, or $CODESCALER_CPP_BUILD).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from codescaler.engine.export import export_aoti
 from codescaler.tiny import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = Path(os.environ.get("CODESCALER_CPP_BUILD") or ROOT / "build" / "ctest")
+BUILD = Path(os.environ.get("CODESCALER_CPP_BUILD") or ROOT / "build" / "cpp")
 
 CONSUMER_CMAKE = """cmake_minimum_required(VERSION 3.18)
 project(reward_service LANGUAGES CXX)

@@ -2,7 +2,7 @@
 equal rewards on a GRPO workload, no libpython in the process, and bad engines and bad input answered
 with a status and a message, never a crash.
 
-The C++ targets are built here with the README's command (into build/ctest, which .ci/run's C++ step
+The C++ targets are built here with the README's command (into build/cpp, which .ci/run's C++ step
 then reuses; $CODESCALER_CPP_BUILD names another build directory), against the torch wheel installed in
 this interpreter.
 """
@@ -24,7 +24,7 @@ from codescaler.engine.export import export_aoti
 from codescaler.tiny import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = Path(os.environ.get("CODESCALER_CPP_BUILD") or ROOT / "build" / "ctest")
+BUILD = Path(os.environ.get("CODESCALER_CPP_BUILD") or ROOT / "build" / "cpp")
 TARGETS = ("codescaler_score_example", "codescaler_capi_test", "codescaler_score_bench", "codescaler_scorer_cycles")
 
 

@@ -161,7 +161,7 @@ def test_server_routes_and_concurrent_requests_give_the_same_bits(setup, tmp_pat
 
 def test_cpp_example_gives_the_same_bits(setup):
     dtype, m, qs, rs, _, alone, tmp = setup
-    build = ROOT / "build" / "ctest"
+    build = ROOT / "build" / "cpp"
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCODESCALER_BUILD_TESTS=ON",
                     f"-DPython3_EXECUTABLE={sys.executable}"], check=True, capture_output=True, text=True)
     made = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "codescaler_score_example"],

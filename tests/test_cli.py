@@ -142,7 +142,8 @@ def test_interrupt_leaves_no_partial_output_and_says_what_was_scored(tmp_path):
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130
-    lines = err.strip().splitlines()
+    # a fresh cache first says it compiles the decoder blocks; then the one line of the interrupt
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(("codescaler: compil", "codescaler: waiting"))]
     assert len(lines) == 1 and "Traceback" not in err, err
     done = int(lines[0].split("interrupted after ")[1].split()[0])
     assert 0 < done < len(rows)

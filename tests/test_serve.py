@@ -550,7 +550,9 @@ def test_api_key_is_required_except_for_health(guarded):
 
 def test_a_full_queue_answers_503_with_retry_after_then_serves(guarded):
     auth = {"Authorization": f"Bearer {KEY}"}
-    filling = {"items": [{"question": "Print c.", "response": fenced(f"print({i})")} for i in range(8)]}
+    # Long items (each cut at max_length): the call lasts long enough for the extra request to find it queued or running.
+    body = "\n".join(f"x{j} = {j} * {j}" for j in range(1500))
+    filling = {"items": [{"question": "Print c.", "response": fenced(f"{body}\nprint({i})")} for i in range(8)]}
     extra = {"items": [{"question": "Print d.", "response": fenced("print('d')")}]}
 
     with ThreadPoolExecutor(1) as pool:

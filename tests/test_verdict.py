@@ -34,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from codescaler import _native, extract_batch
+from codescaler import _native
+from codescaler.extract import MAX_CODE_BYTES, extract_batch
 from codescaler.extract import python_parses
 from test_extract_corpus import awkward_response, humaneval_responses, well_formed_response  # noqa: F401 (fixture)
 
@@ -483,19 +484,24 @@ def _fewest_steps(code: str, language: str) -> int:
 
 
 def test_parse_budget_is_the_same_under_load():
-    """The budget counts parser steps, not time: multi-megabyte blocks get the same status alone and while
-    four other processes load the CPU and four threads parse at once, and a block given exactly the steps it
-    needs passes under load while one step fewer is a timeout. (With the old wall-clock budget a 3 MB C++
-    block was ok in one process and timeout in four parallel ones.) No timing is asserted."""
-    blocks = [("python", "x = 1\n" * (3 * 2**20 // 6)),  # 3 MB: 18M steps of the default 32M
-              ("python", "x = 1\n" * (10 * 2**20 // 6)),  # 10 MB: 60M steps
-              ("cpp", _cpp_block(3 * 2**20))]             # 3 MB: about 3M tree-sitter steps
+    """The budget counts parser steps, not time: large blocks (just under MAX_CODE_BYTES) get the same status
+    alone and while four other processes load the CPU and four threads parse at once, and a block given
+    exactly the steps it needs passes under load while one step fewer is a timeout. (With the old wall-clock
+    budget a 3 MB C++ block was ok in one process and timeout in four parallel ones.) No timing is asserted."""
+    size = MAX_CODE_BYTES - 1024
+    lines = "x = 1\n" * (size // 6)
+    blocks = [("python", lines, 32_000_000),  # about 2 steps per byte: ok
+              ("python", lines, 100_000),     # the same block on a small budget: timeout
+              ("cpp", _cpp_block(size), 32_000_000)]
 
     def statuses() -> list[str]:  # the native path alone, as the C++ scorer runs it
-        return [_native.extract_batch([f"```{lang}\n{code}```"], "best", lang, 1, True)[0][0] for lang, code in blocks]
+        return [_native.extract_batch([f"```{lang}\n{code}```"], "best", lang, 1, True, budget)[0][0]
+                for lang, code, budget in blocks]
 
     alone = statuses()
     assert alone == ["ok", "timeout", "ok"]
+    over = _native.extract_batch(["```python\n" + "x = 1\n" * (MAX_CODE_BYTES // 6 + 1) + "```"], "best", "python", 1, True)
+    assert over[0][0] == "code_too_long"  # over the byte limit: never parsed, whatever the budget
     small = {"python": "def f(x):\n    return [i * x for i in range(3)]\n" * 2_000, "cpp": _cpp_block(60_000)}
     need = {lang: _fewest_steps(code, lang) for lang, code in small.items()}
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]

@@ -101,8 +101,8 @@ def _child(conn, source: str, options: dict) -> None:
     from ..model import RewardModel
 
     try:
-        model = RewardModel.from_pretrained(source, **options)
-        model.score(*WARMUP)
+        model = RewardModel.from_pretrained(source, **options)  # warmed by its own first pass; the scheduler
+        # then sends WARMUP through the pipe, as it scores it on a thread
     except BaseException as exc:
         conn.send(("error", _portable(exc)))
         return

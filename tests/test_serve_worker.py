@@ -120,17 +120,21 @@ def test_sigterm_answers_queued_requests_with_503_finishes_the_call_and_exits_0(
     s = Server(qwen3_dir, tmp_path / "server.log", "--reward-cache", "off", "--timeout", "600", "--drain-timeout", "600")
     pid = model_pid(s)
     with ThreadPoolExecutor(4) as pool:
-        big = pool.submit(s.post, "/v1/rewards", big_body())
+        big = pool.submit(s.post, "/v1/rewards", big_body(3 * BIG))
         wait_busy(s)
         # Other options than the big call's: queued behind it, not merged into it.
         queued = [pool.submit(s.post, "/v1/rewards", {"items": [{"question": "q", "response": fenced("x = 1")}],
                                                        "policy": "last"}) for _ in range(2)]
-        time.sleep(0.5)  # let them be admitted (nothing in the assertions depends on it)
+        for _ in range(1000):  # until both are admitted (the big call is still running: it has 600 items)
+            if metric(s, "codescaler_queue_items") == 2:
+                break
+            time.sleep(0.01)
+        assert metric(s, "codescaler_running_items") == 3 * BIG
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(60) == 0
         done = big.result()
         late = [q.result() for q in queued]
-    assert done.status_code == 200 and len(done.json()["results"]) == BIG
+    assert done.status_code == 200 and len(done.json()["results"]) == 3 * BIG
     for r in late:
         assert r.status_code == 503, r.text
         assert r.json()["error"]["type"] == "overloaded" and "shutting down" in r.json()["error"]["message"]
@@ -141,12 +145,12 @@ def test_sigterm_answers_queued_requests_with_503_finishes_the_call_and_exits_0(
 
 
 def test_a_stuck_call_shows_in_health_and_is_cut_by_the_drain_timeout(qwen3_dir, tmp_path):
-    s = Server(qwen3_dir, tmp_path / "server.log", "--reward-cache", "off", "--timeout", "1",
+    s = Server(qwen3_dir, tmp_path / "server.log", "--reward-cache", "off", "--timeout", "0.3",
                "--drain-timeout", "0.5")
     pid = model_pid(s)
     with ThreadPoolExecutor(2) as pool:
-        big = pool.submit(s.post, "/v1/rewards", big_body(2 * BIG))
-        seen = wait_busy(s, at_least=1.0)
+        big = pool.submit(s.post, "/v1/rewards", big_body(4 * BIG))
+        seen = wait_busy(s, at_least=0.3)
         # Past --timeout the request got its 504, but the model is still on it: /health says so.
         assert big.result().status_code == 504
         assert seen[-1]["code"] == 503 and seen[-1]["status"] == "busy"

@@ -34,6 +34,25 @@ class Reward:
     status: str
     truncated: bool = False
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields every entry point writes (CLI and Ray Data rows, server answers); not ``code``."""
+        return {"reward": self.reward, "raw_score": self.raw_score, "status": self.status,
+                "truncated": self.truncated}
+
+
+def best_index(rewards: Sequence[float]) -> int:
+    """Best-of-N's pick: the index of the highest reward, ties to the earliest candidate."""
+    return max(range(len(rewards)), key=lambda i: (rewards[i], -i))
+
+
+def regroup(flat: Sequence[Any], sizes: Iterable[int]) -> list[list[Any]]:
+    """Flat results cut back into consecutive groups of the given sizes (one group per question)."""
+    out, at = [], 0
+    for n in sizes:
+        out.append(list(flat[at:at + n]))
+        at += n
+    return out
+
 
 @dataclass(frozen=True)
 class BestOfN:
@@ -423,11 +442,7 @@ class RewardModel:
             check_encodable(f"responses_per_question[{i}]", g)
         flat = self.score([q for q, g in zip(questions, groups) for _ in g], [r for g in groups for r in g],
                           **options)
-        out, at = [], 0
-        for g in groups:
-            out.append(flat[at:at + len(g)])
-            at += len(g)
-        return out
+        return regroup(flat, map(len, groups))
 
     def score_iter(self, pairs: Iterable[tuple[str, str]], *, chunk_items: int = 512,
                    chunk_chars: int = 4_000_000, **options) -> Iterator[Reward]:
@@ -468,5 +483,4 @@ class RewardModel:
         check_encodable("candidates", candidates)
         details = self.score([question] * len(candidates), candidates, **options)
         rewards = [d.reward for d in details]
-        best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))
-        return BestOfN(best, rewards, details)
+        return BestOfN(best_index(rewards), rewards, details)

@@ -231,9 +231,7 @@ class Scorer:
             if pair is None:
                 out.append({"reward": None, "raw_score": None, "status": "input_error", "error": err})
             else:
-                r = next(got)
-                out.append({"reward": r.reward, "raw_score": r.raw_score, "status": r.status,
-                            "truncated": r.truncated})
+                out.append(next(got).as_dict())
         return out
 
     def _jsonl(self, batch):

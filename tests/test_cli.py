@@ -38,7 +38,7 @@ def test_score_file_keeps_ids_order_and_flags_bad_lines(qwen3_dir, tmp_path, hum
 
 
 def test_chunking_does_not_reorder(qwen3_dir, tmp_path):
-    from codescaler.cli import score_file
+    from codescaler.cli.score import score_file
 
     model = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
     rows = [{"id": i, "question": f"q{i % 3}", "response": fenced(f"x = {i}") if i % 4 else "none"} for i in range(23)]

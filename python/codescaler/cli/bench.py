@@ -1,0 +1,55 @@
+"""``codescaler bench``: this engine timed against the model card's usage and a TRL-style padded batch;
+the workloads and the runner are in :mod:`codescaler.benchmarks.bench_score`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    # Imported here: the benchmarks load HumanEval's workloads and torch when they run, and neither
+    # `codescaler --help` nor `score` should pay for the modules (codescaler.tiny: tempfile, base64).
+    from codescaler.benchmarks.bench_score import main as bench
+
+    from ..tiny import resolve_model
+
+    workloads = ("grpo", "bon") if args.workload == "all" else (args.workload,)
+    sizes = tuple(int(x) for x in args.batch_sizes.split(","))
+    model = None if args.model is None else resolve_model(args.model)
+    bench(workloads, dtype=args.dtype, batch_sizes=sizes, trl=not args.no_trl, model=model, threads=args.threads,
+          shape=args.shape, layers=args.layers, repeats=args.repeats)
+    return 0
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time this engine against the model-card and TRL-style baselines",
+                       description="Time a HumanEval-derived GRPO step and a Best-of-16 request on this engine "
+                       "against the model card's usage and a TRL-style padded batch; prints a table with the "
+                       "matmul peak.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", default="all", choices=("all", "grpo", "bon"),
+                   help="GRPO step (16 questions x 8 responses), Best-of-16, or both (default: all)")
+    p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),
+                   help="dtype of every timed path, baselines included (default: bfloat16)")
+    p.add_argument("--batch-sizes", default="4,8,16", help="model-card baseline batch sizes to try")
+    p.add_argument("--no-trl", action="store_true", help="skip the one-padded-batch TRL-style baseline")
+    p.add_argument("--model", default=None, help="'tiny' or a reward-model folder (default: a random Qwen3 of --shape)")
+    p.add_argument("--shape", default="bench", choices=("bench", "1.7b"),
+                   help="the random model's layer dimensions: 'bench' (hidden 512, 8 layers) or '1.7b' "
+                        "(CodeScaler-1.7B's: hidden 2048, intermediate 6144, 16/8 heads, head_dim 128)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="layers of the random model (default: 8 for bench, 4 of the 28 for 1.7b)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--repeats", type=_positive, default=3, metavar="N",
+                   help="timed runs of every path; the tables show the median wall time and the min-max of the N "
+                        "(default: 3)")
+    p.set_defaults(func=cmd_bench)

@@ -38,6 +38,8 @@ MAX_BLOCK_H = 8192
 
 if triton is not None:
 
+    # No Python annotations on the kernel's arguments: Triton reads them as argument types (``H: int`` would
+    # compile H, and the strides, as int32 whatever their value).
     @triton.jit
     def _last_token_pool_kernel(
         hidden_ptr, index_ptr, norm_w_ptr, score_w_ptr, out_ptr,
@@ -69,7 +71,8 @@ def _interpreted() -> bool:
     return isinstance(_last_token_pool_kernel, InterpretedFunction)
 
 
-def _check(hidden, index, norm_weight, score_weight, eps) -> int:
+def _check(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor, score_weight: torch.Tensor,
+           eps: float) -> int:
     """Validates the arguments of both implementations; returns the hidden size H."""
     if not isinstance(hidden, torch.Tensor) or hidden.dim() < 2:
         raise InputError(f"hidden must be a tensor of shape (..., H) with at least 2 dims, got "
@@ -106,7 +109,8 @@ def _check(hidden, index, norm_weight, score_weight, eps) -> int:
     return H
 
 
-def last_token_pool(hidden, index, norm_weight, score_weight, eps: float) -> torch.Tensor:
+def last_token_pool(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor, score_weight: torch.Tensor,
+                    eps: float) -> torch.Tensor:
     """Scores of rows ``index`` of ``hidden`` (..., H) through RMSNorm and a one-label head: float32 (K,).
 
     Runs the Triton kernel: on CUDA, or on CPU when ``TRITON_INTERPRET=1`` was set before this module was
@@ -132,7 +136,8 @@ def last_token_pool(hidden, index, norm_weight, score_weight, eps: float) -> tor
     return out
 
 
-def last_token_pool_reference(hidden, index, norm_weight, score_weight, eps: float) -> torch.Tensor:
+def last_token_pool_reference(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor,
+                              score_weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Torch version of :func:`last_token_pool` with Hugging Face's rounding points: float32 (K,)."""
     H = _check(hidden, index, norm_weight, score_weight, eps)
     x = hidden.reshape(-1, H).index_select(0, index.to(torch.int64))
@@ -143,7 +148,8 @@ def last_token_pool_reference(hidden, index, norm_weight, score_weight, eps: flo
     return torch.nn.functional.linear(normed, score_weight.reshape(1, H)).reshape(-1).to(torch.float32)
 
 
-def pool(hidden, index, norm_weight, score_weight, eps: float, *, kernel: bool | None = None) -> torch.Tensor:
+def pool(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor, score_weight: torch.Tensor, eps: float,
+         *, kernel: bool | None = None) -> torch.Tensor:
     """Last-token scores, float32 (K,): the Triton kernel on CUDA, the torch reference elsewhere.
 
     ``kernel=None`` picks by device; ``kernel=True`` forces the kernel (CPU only under ``TRITON_INTERPRET=1``),

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 try:
     import httpx
@@ -63,26 +63,28 @@ LOG = logging.getLogger("codescaler.client")
 FALLBACK_ON = {ServerTimeoutError: "timeout", ServerUnreachableError: "unreachable", ServerBusyError: "busy"}
 FALLBACK_STATUSES = frozenset(FALLBACK_ON.values())
 
+T = TypeVar("T")  # what a call's answer reads as: list[Reward], list[list[Reward]] or BestOfN
+
 
 @dataclass(frozen=True)
-class _Call:
+class _Call(Generic[T]):
     """One HTTP request and how to read its answer."""
 
     method: str
     path: str
-    body: dict | None
-    read: Callable[[dict], Any]
-    fill: Callable[[Reward], Any] | None = None  # the answer with every item given one Reward (the fallback)
+    body: dict[str, Any] | None
+    read: Callable[[dict[str, Any]], T]
+    fill: Callable[[Reward], T] | None = None  # the answer with every item given one Reward (the fallback)
     items: int = 0
 
 
-def _per_call(given: dict) -> dict:
+def _per_call(given: dict[str, Any]) -> dict[str, Any]:
     """Per-call options as sent to the server: checked against the option table, None left out (the
     server then applies its model's defaults, as ``RewardModel`` does)."""
     return opts.checked({k: v for k, v in given.items() if v is not None}, names=opts.PER_CALL)
 
 
-def _reward(result: dict) -> Reward:
+def _reward(result: dict[str, Any]) -> Reward:
     raw = result["raw_score"]
     return Reward(float(result["reward"]), None if raw is None else float(raw), "", str(result["status"]),
                   bool(result["truncated"]))
@@ -117,7 +119,7 @@ class _Base:
     :class:`AsyncClient`; they differ only in how a request is sent and how a wait is slept."""
 
     def __init__(self, url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float,
-                 chunk_items: int, fallback: float | None | str):
+                 chunk_items: int, fallback: float | None | str) -> None:
         if not url.startswith(("http://", "https://")):
             raise InputError(f"server url must start with http:// or https://, got {url!r}")
         if retries < 0 or timeout <= 0 or max_retry_wait < 0 or chunk_items < 1:
@@ -133,7 +135,7 @@ class _Base:
         self.retries = retries
         self.max_retry_wait = max_retry_wait
         self.chunk_items = chunk_items
-        self.model_info: dict | None = None  # the server's "model" object from its latest answer
+        self.model_info: dict[str, Any] | None = None  # the server's "model" object from its latest answer
         api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self._headers = {TIMEOUT_HEADER: f"{timeout:g}"}
         if api_key:
@@ -146,11 +148,12 @@ class _Base:
 
     # ---- requests
 
-    def _score_calls(self, questions, responses, options: dict) -> list[_Call]:
+    def _score_calls(self, questions: Sequence[str], responses: Sequence[str],
+                     options: dict[str, Any]) -> list[_Call[list[Reward]]]:
         questions, responses = checked_pairs("questions", questions, "responses", responses)
         options = _per_call(options)
 
-        def read(payload):
+        def read(payload: dict[str, Any]) -> list[Reward]:
             return [_reward(r) for r in payload["results"]]
 
         n = self.chunk_items
@@ -159,7 +162,8 @@ class _Base:
                       lambda r, k=len(responses[i:i + n]): [r] * k, len(responses[i:i + n]))
                 for i in range(0, len(responses), n)]
 
-    def _groups_calls(self, questions, responses_per_question, options: dict) -> list[_Call]:
+    def _groups_calls(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]],
+                      options: dict[str, Any]) -> list[_Call[list[list[Reward]]]]:
         questions = checked_strings("questions", questions)
         if isinstance(responses_per_question, str) or len(responses_per_question) != len(questions):
             raise InputError(f"responses_per_question must hold one list per question ({len(questions)})")
@@ -169,10 +173,10 @@ class _Base:
             check_encodable(f"responses_per_question[{i}]", g)
         options = _per_call(options)
 
-        def read(payload):
+        def read(payload: dict[str, Any]) -> list[list[Reward]]:
             return [[_reward(r) for r in group] for group in payload["results"]]
 
-        def call(chunk, size):
+        def call(chunk: list[dict[str, Any]], size: int) -> _Call[list[list[Reward]]]:
             sizes = [len(g["responses"]) for g in chunk]
             return _Call("POST", "/v1/rewards", {"groups": chunk, **options}, read,
                          lambda r: [[r] * k for k in sizes], size)
@@ -188,7 +192,8 @@ class _Base:
             calls.append(call(chunk, size))
         return calls
 
-    def _best_of_n_call(self, question, candidates, options: dict) -> _Call:
+    def _best_of_n_call(self, question: str, candidates: Sequence[str],
+                        options: dict[str, Any]) -> _Call[BestOfN]:
         if not isinstance(question, str):
             raise TypeError(f"question must be str, got {type(question).__name__}")
         candidates = checked_strings("candidates", candidates)
@@ -197,7 +202,7 @@ class _Base:
         check_unicode("question", question)
         check_encodable("candidates", candidates)
 
-        def read(payload):
+        def read(payload: dict[str, Any]) -> BestOfN:
             details = [_reward(r) for r in payload["results"]]
             return BestOfN(int(payload["index"]), [d.reward for d in details], details)
 
@@ -212,7 +217,7 @@ class _Base:
         wait = asked if asked is not None else 0.25 * 2 ** min(attempt, 16)
         return min(self.max_retry_wait, wait) * (1.0 + 0.1 * random.random())
 
-    def _attempt(self, call: _Call, until: float) -> dict:
+    def _attempt(self, call: _Call[Any], until: float) -> dict[str, Any]:
         """httpx's arguments for one attempt of a request due by ``until``: the time left, also sent as
         ``X-Request-Timeout`` (rounded up to the millisecond) so the server drops what nobody awaits."""
         left = until - time.monotonic()
@@ -222,7 +227,7 @@ class _Base:
         return {"timeout": httpx.Timeout(left, connect=min(left, 10.0)),
                 "headers": {TIMEOUT_HEADER: f"{math.ceil(left * 1000) / 1000:g}"}}
 
-    def _fallback(self, call: _Call, exc: ServerError):
+    def _fallback(self, call: _Call[T], exc: ServerError) -> T:
         """The call's answer with every item given the fallback reward; ``exc`` again without a fallback."""
         if self.fallback == RAISE or call.fill is None or type(exc) not in FALLBACK_ON:
             raise exc
@@ -236,7 +241,8 @@ class _Base:
         """Whether to retry after ``wait`` seconds: retries left and the wait ends before the deadline."""
         return attempt < self.retries and time.monotonic() + wait < until
 
-    def _read(self, call: _Call, response: httpx.Response, attempt: int, until: float):
+    def _read(self, call: _Call[T], response: httpx.Response, attempt: int,
+              until: float) -> tuple[T | None, float | None]:
         """The call's result, or the seconds to wait before retrying; raises the typed error otherwise."""
         where = f"{call.method} {self.url}{call.path}"
         status = response.status_code
@@ -265,7 +271,7 @@ class _Base:
             raise RejectedRequestError(text, status=status, type=kind)
         raise ServerError(text, status=status, type=kind)
 
-    def _failed(self, call: _Call, exc: Exception, attempt: int, until: float) -> float:
+    def _failed(self, call: _Call[Any], exc: Exception, attempt: int, until: float) -> float:
         """Seconds to wait after a transport failure, or the typed error when retrying is over or pointless."""
         where = f"{call.method} {self.url}{call.path}"
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, UNREACHABLE):
@@ -291,11 +297,12 @@ class Client(_Base):
     """
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 300.0, retries: int = 8,
-                 max_retry_wait: float = 30.0, chunk_items: int = 1024, fallback: float | None | str = RAISE):
+                 max_retry_wait: float = 30.0, chunk_items: int = 1024,
+                 fallback: float | None | str = RAISE) -> None:
         super().__init__(url, api_key, timeout, retries, max_retry_wait, chunk_items, fallback)
         self._http = httpx.Client(**self._http_options)
 
-    def _send(self, call: _Call):
+    def _send(self, call: _Call[T]) -> T:
         until, attempt = time.monotonic() + self.timeout, 0
         try:
             while True:
@@ -322,15 +329,15 @@ class Client(_Base):
         return [r for call in calls for r in self._send(call)]
 
     def score_groups(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]],
-                     **options) -> list[list[Reward]]:
+                     **options: str | bool | None) -> list[list[Reward]]:
         """As :meth:`RewardModel.score_groups`: one list of rewards per question."""
         return [g for call in self._groups_calls(questions, responses_per_question, options) for g in self._send(call)]
 
-    def best_of_n(self, question: str, candidates: Sequence[str], **options) -> BestOfN:
+    def best_of_n(self, question: str, candidates: Sequence[str], **options: str | bool | None) -> BestOfN:
         """As :meth:`RewardModel.best_of_n`: the highest reward, ties to the earliest candidate."""
         return self._send(self._best_of_n_call(question, candidates, options))
 
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """The server's ``/health`` answer, e.g. ``{"status": "ok", "model": {...}}``; ``"loading"`` while
         the model loads. Raises :class:`ServerUnreachableError` when nothing answers (no retries)."""
         try:
@@ -339,7 +346,7 @@ class Client(_Base):
             raise ServerUnreachableError(f"GET {self.url}/health: {type(exc).__name__}: {exc}") from exc
         return _health(self, response)
 
-    def wait_ready(self, timeout: float = 120.0) -> dict:
+    def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         """Poll ``/health`` until the model is loaded (``status == "ok"``); the last error after ``timeout``."""
         until = time.monotonic() + timeout
         while True:
@@ -359,7 +366,7 @@ class Client(_Base):
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -368,11 +375,12 @@ class AsyncClient(_Base):
     requests (the server merges them into its batches). Use it from one event loop."""
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 300.0, retries: int = 8,
-                 max_retry_wait: float = 30.0, chunk_items: int = 1024, fallback: float | None | str = RAISE):
+                 max_retry_wait: float = 30.0, chunk_items: int = 1024,
+                 fallback: float | None | str = RAISE) -> None:
         super().__init__(url, api_key, timeout, retries, max_retry_wait, chunk_items, fallback)
         self._http = httpx.AsyncClient(**self._http_options)
 
-    async def _send(self, call: _Call):
+    async def _send(self, call: _Call[T]) -> T:
         until, attempt = time.monotonic() + self.timeout, 0
         try:
             while True:
@@ -399,16 +407,16 @@ class AsyncClient(_Base):
         return [r for part in await asyncio.gather(*map(self._send, calls)) for r in part]
 
     async def score_groups(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]],
-                           **options) -> list[list[Reward]]:
+                           **options: str | bool | None) -> list[list[Reward]]:
         """As :meth:`RewardModel.score_groups`: one list of rewards per question."""
         calls = self._groups_calls(questions, responses_per_question, options)
         return [g for part in await asyncio.gather(*map(self._send, calls)) for g in part]
 
-    async def best_of_n(self, question: str, candidates: Sequence[str], **options) -> BestOfN:
+    async def best_of_n(self, question: str, candidates: Sequence[str], **options: str | bool | None) -> BestOfN:
         """As :meth:`RewardModel.best_of_n`: the highest reward, ties to the earliest candidate."""
         return await self._send(self._best_of_n_call(question, candidates, options))
 
-    async def health(self) -> dict:
+    async def health(self) -> dict[str, Any]:
         """As :meth:`Client.health`."""
         try:
             response = await self._http.get("/health")
@@ -416,7 +424,7 @@ class AsyncClient(_Base):
             raise ServerUnreachableError(f"GET {self.url}/health: {type(exc).__name__}: {exc}") from exc
         return _health(self, response)
 
-    async def wait_ready(self, timeout: float = 120.0) -> dict:
+    async def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
         """As :meth:`Client.wait_ready`."""
         until = time.monotonic() + timeout
         while True:
@@ -436,11 +444,11 @@ class AsyncClient(_Base):
     async def __aenter__(self) -> "AsyncClient":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
 
-def _health(client: _Base, response: httpx.Response) -> dict:
+def _health(client: _Base, response: httpx.Response) -> dict[str, Any]:
     """``/health``'s body for 200 (ready) and 503 (loading); the typed error for anything else."""
     if response.status_code in (200, 503):
         try:
@@ -455,7 +463,7 @@ def _health(client: _Base, response: httpx.Response) -> dict:
                       status=response.status_code, type=kind)
 
 
-def _ready(client: _Base, health: dict, timeout: float) -> tuple[dict, ServerError | None]:
+def _ready(client: _Base, health: dict[str, Any], timeout: float) -> tuple[dict[str, Any], ServerError | None]:
     """``health`` and None when the model is loaded, else the error ``wait_ready`` raises if it stays so."""
     if health.get("status") == "ok":
         return health, None

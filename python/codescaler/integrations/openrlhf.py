@@ -20,12 +20,18 @@ same reward without this file.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from codescaler.errors import InputError
 from codescaler.integrations.scorer import shared_scorer
 from codescaler.serve.chat_text import split_query
 
+if TYPE_CHECKING:
+    import torch
 
-def reward_func(queries: list[str], prompts: list[str] | None = None, labels=None, **kwargs) -> dict:
+
+def reward_func(queries: list[str], prompts: list[str] | None = None, labels: object = None,
+                **kwargs: Any) -> dict[str, torch.Tensor | dict[str, torch.Tensor]]:
     """OpenRLHF's reward function: one reward per query, as tensors."""
     import torch
 

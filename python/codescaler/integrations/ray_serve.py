@@ -26,7 +26,7 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from ray import serve
 from ray.serve.config import RequestRouterConfig
@@ -41,6 +41,16 @@ from ..serve.chat_text import split_messages, split_query
 from ..serve.scheduler import Job, Scheduler
 from ..serve.worker import WARMUP
 from ..serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+    from ray.serve._private.common import ReplicaID
+    from ray.serve._private.request_router.common import PendingRequest
+    from ray.serve._private.request_router.replica_wrapper import RunningReplica
+    from ray.serve.handle import DeploymentHandle
+    from starlette.types import Message
+
+    from ..model import RewardModel
 
 REPLICA_HEADER = "x-codescaler-replica"
 PIN = "replica="  # a routing key naming a replica, not a question
@@ -126,13 +136,14 @@ class QuestionAffinityRouter(ConsistentHashRouter):
     Replicas joining or leaving move only the questions of their share of the ring.
     """
 
-    def initialize_state(self, max_imbalance: int = SERVE_ARGS["max_imbalance"][1], **kwargs) -> None:
+    def initialize_state(self, max_imbalance: int = SERVE_ARGS["max_imbalance"][1], **kwargs: Any) -> None:
         if not isinstance(max_imbalance, int) or max_imbalance < 0:
             raise ValueError(f"max_imbalance must be a non-negative integer, got {max_imbalance!r}")
         self._max_imbalance = max_imbalance
         super().initialize_state(**kwargs)
 
-    async def choose_replicas(self, candidate_replicas, pending_request=None):
+    async def choose_replicas(self, candidate_replicas: list[RunningReplica],
+                              pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
         if not candidate_replicas or pending_request is None:
             return [candidate_replicas] if candidate_replicas else []
         pending_request.routing_context.should_backoff = True
@@ -147,13 +158,13 @@ class QuestionAffinityRouter(ConsistentHashRouter):
             return [_shuffled(candidate_replicas)]
         return ranks
 
-    async def _overloaded(self, owner, replicas) -> bool:
+    async def _overloaded(self, owner: RunningReplica, replicas: list[RunningReplica]) -> bool:
         """Whether the question's replica holds more than ``max_imbalance`` requests beyond the least loaded."""
         loads = await self._queue_lens(replicas)
         mine = loads.get(owner.replica_id)
         return mine is not None and mine - min(loads.values()) > self._max_imbalance
 
-    async def _queue_lens(self, replicas) -> dict:
+    async def _queue_lens(self, replicas: list[RunningReplica]) -> dict[ReplicaID, int]:
         """Requests each replica holds: this router's count (it adds those it sends, drops those answered),
         the replica's own answer where that count is stale."""
         loads, stale = {}, []
@@ -169,7 +180,7 @@ class QuestionAffinityRouter(ConsistentHashRouter):
         return loads
 
 
-def _shuffled(replicas: list) -> list:
+def _shuffled(replicas: list[RunningReplica]) -> list[RunningReplica]:
     """Candidates for "the least loaded": Ray takes the shortest queue among them, the first on a tie, so
     they come in random order (idle replicas share the requests without a question)."""
     return random.sample(replicas, len(replicas))
@@ -185,7 +196,8 @@ class ServeBatchScheduler(Scheduler):
     replica's ``@serve.batch`` method), which hands a batch to :meth:`run`.
     """
 
-    def __init__(self, model_or_factory, *, batch, **kwargs):
+    def __init__(self, model_or_factory: RewardModel | Callable[[], RewardModel], *,
+                 batch: Callable[[Job], Coroutine[Any, Any, None]], **kwargs: Any) -> None:
         super().__init__(model_or_factory, **kwargs)
         self._batch = batch
         self._tasks: set[asyncio.Task] = set()
@@ -259,7 +271,7 @@ class RewardServer:
     """One replica: a model loaded and warmed before the replica takes traffic, behind the server's app."""
 
     async def __init__(self, model: str, options: dict, settings: ServeSettings, max_batch_items: int,
-                       batch_wait_timeout_s: float):
+                       batch_wait_timeout_s: float) -> None:
         from ..model import RewardModel
 
         self.model = RewardModel.from_pretrained(model, **options)
@@ -282,13 +294,13 @@ class RewardServer:
         sent, gone = [], asyncio.Event()
         body = [{"type": "http.request", "body": request.body, "more_body": False}]
 
-        async def receive():
+        async def receive() -> Message:
             if body:
                 return body.pop()
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        async def send(message):
+        async def send(message: Message) -> None:
             sent.append(message)
 
         app = asyncio.ensure_future(self.fastapi(scope, receive, send))
@@ -313,7 +325,7 @@ class RewardServer:
         if error is not None:
             raise RuntimeError(f"the model failed: {error}")
 
-    async def __del__(self):
+    async def __del__(self) -> None:
         await self._lifespan.__aexit__(None, None, None)
 
 
@@ -322,7 +334,7 @@ class RewardIngress:
     """The HTTP entry: reads a request's first question (``routing=question``) and passes the request,
     unchanged, to the model replica :class:`QuestionAffinityRouter` picks for it."""
 
-    def __init__(self, servers, settings: ServeSettings, routing: str):
+    def __init__(self, servers: DeploymentHandle, settings: ServeSettings, routing: str) -> None:
         self.servers, self.settings, self.routing = servers, settings, routing
 
     async def __call__(self, request: Request) -> Response:
@@ -379,7 +391,7 @@ def _parse(name: str, kind: type, text: Any) -> Any:
         raise InputError(f"{name}={text!r}: expected {'true or false' if kind is bool else kind.__name__}") from None
 
 
-def app(args: dict[str, Any]):
+def app(args: dict[str, Any]) -> Application:
     """The application ``serve run`` builds from ``key=value`` arguments: ``model`` (required), the
     options of :mod:`codescaler.options` (``dtype=float32``, ``threads=4``...), ``codescaler serve``'s limits
     (``api_key``, ``max_queue``, ``max_body_bytes``, ``max_items``, ``timeout``) and Ray Serve's

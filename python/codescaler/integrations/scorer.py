@@ -17,17 +17,44 @@ import asyncio
 import os
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from codescaler import options as opts
 from codescaler.errors import InputError
 from codescaler.serve.settings import API_KEY_ENV
 
+if TYPE_CHECKING:
+    from codescaler.integrations.client import AsyncClient, Client
+    from codescaler.model import Reward, RewardModel
+
 URL_ENV = "CODESCALER_URL"
 MODEL_ENV = "CODESCALER_MODEL"
 
 
-def is_url(target: Any) -> bool:
+class Scorer(Protocol):
+    """What an adapter scores with: ``RewardModel.score``'s signature (a ``RewardModel``, a ``Client``, a
+    :class:`MergedModel`)."""
+
+    def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
+              language: str | None = None, score_empty: bool | None = None,
+              truncation: str | None = None) -> list[Reward]: ...
+
+
+class AsyncScorer(Protocol):
+    """:class:`Scorer` as a coroutine (an ``AsyncClient``, a :class:`ThreadedScorer`)."""
+
+    async def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
+                    language: str | None = None, score_empty: bool | None = None,
+                    truncation: str | None = None) -> list[Reward]: ...
+
+
+# What an adapter is given to score with: a scorer, a server's URL, a model folder, an engine directory or "tiny".
+Target = Scorer | AsyncScorer | str | Path
+# A prompt or a completion as RL frameworks hand it over: text, or a conversation of {"role", "content"} messages.
+Prompt = str | list[dict[str, Any]]
+
+
+def is_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(("http://", "https://"))
 
 
@@ -42,7 +69,7 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 ADAPTER_CLIENT = {"fallback": 0.0}  # what the RL adapters give a server's client unless told otherwise
 
 
-def _client_options(target, client_options: dict | None) -> dict:
+def _client_options(target: object, client_options: dict[str, Any] | None) -> dict[str, Any]:
     """``client_options`` over the adapters' defaults; an :class:`InputError` when they are given for a
     target that is not a server."""
     if client_options and not is_url(target):
@@ -50,7 +77,8 @@ def _client_options(target, client_options: dict | None) -> dict:
     return {**ADAPTER_CLIENT, **(client_options or {})}
 
 
-def open_scorer(target, *, api_key: str | None = None, client_options: dict | None = None, **load_options):
+def open_scorer(target: Scorer | str | Path, *, api_key: str | None = None,
+                client_options: dict[str, Any] | None = None, **load_options: Any) -> Scorer:
     """Something with ``RewardModel.score``'s signature: ``target`` itself when it already scores (a
     ``RewardModel``, a ``Client``), a :class:`~codescaler.integrations.client.Client` for an
     ``http(s)://`` URL, else ``RewardModel.from_pretrained(target, **load_options)`` (a model folder, an
@@ -80,8 +108,8 @@ class MergedModel:
     at once, and calls that wait together run as one model call (one forward per unique answer, each
     question once)."""
 
-    def __init__(self, model, *, window_s: float = 0.005, max_batch_items: int = 4096,
-                 max_batch_tokens: int = 1 << 20):
+    def __init__(self, model: RewardModel, *, window_s: float = 0.005, max_batch_items: int = 4096,
+                 max_batch_tokens: int = 1 << 20) -> None:
         from codescaler.serve.scheduler import Scheduler
 
         self.model = model
@@ -92,7 +120,7 @@ class MergedModel:
         if self.scheduler.error is not None:
             raise self.scheduler.error
 
-    def score(self, questions: Sequence[str], responses: Sequence[str], **options) -> list:
+    def score(self, questions: Sequence[str], responses: Sequence[str], **options: str | bool | None) -> list[Reward]:
         if not len(responses):
             return []
         return self.scheduler.submit(list(questions), list(responses), options).future.result().rewards
@@ -118,7 +146,7 @@ def _source(url: str | None, model: str | None, api_key: str | None) -> tuple[st
     return url, model, api_key if api_key is not None else os.environ.get(API_KEY_ENV)
 
 
-def _shared_model(model, load_options: dict) -> MergedModel:
+def _shared_model(model: str, load_options: dict[str, Any]) -> MergedModel:
     key = (str(model), tuple(sorted(load_options.items())))
     with _shared_lock:
         if key not in _shared:
@@ -127,7 +155,7 @@ def _shared_model(model, load_options: dict) -> MergedModel:
 
 
 def shared_scorer(*, url: str | None = None, model: str | None = None, api_key: str | None = None,
-                  client_options: dict | None = None, **load_options):
+                  client_options: dict[str, Any] | None = None, **load_options: Any) -> Client | MergedModel:
     """This process's scorer for ``url`` or ``model`` (else ``$CODESCALER_URL`` or ``$CODESCALER_MODEL``),
     opened on first use and shared by every later call with the same arguments."""
     url, model, api_key = _source(url, model, api_key)
@@ -145,14 +173,16 @@ class ThreadedScorer:
     """An in-process scorer's ``score`` as a coroutine, run on the event loop's worker threads: the calls
     of concurrent coroutines wait together and, behind a :class:`MergedModel`, run as one model call."""
 
-    def __init__(self, scorer):
+    def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
 
-    async def score(self, questions: Sequence[str], responses: Sequence[str], **options) -> list:
+    async def score(self, questions: Sequence[str], responses: Sequence[str],
+                    **options: str | bool | None) -> list[Reward]:
         return await asyncio.to_thread(self.scorer.score, questions, responses, **options)
 
 
-def open_async_scorer(target, *, api_key: str | None = None, client_options: dict | None = None, **load_options):
+def open_async_scorer(target: Target, *, api_key: str | None = None, client_options: dict[str, Any] | None = None,
+                      **load_options: Any) -> AsyncScorer:
     """:func:`open_scorer`'s coroutine twin: an :class:`~codescaler.integrations.client.AsyncClient` for
     an ``http(s)://`` URL (use it from one event loop), else the scorer :func:`open_scorer` opens, run on
     worker threads."""
@@ -172,7 +202,8 @@ _shared_async: dict[tuple, Any] = {}
 
 
 def shared_async_scorer(*, url: str | None = None, model: str | None = None, api_key: str | None = None,
-                        client_options: dict | None = None, **load_options):
+                        client_options: dict[str, Any] | None = None,
+                        **load_options: Any) -> AsyncClient | ThreadedScorer:
     """:func:`shared_scorer` for coroutines: for a server, one ``AsyncClient`` per event loop (a client
     belongs to the loop it was made on); for a model, this process's shared model on worker threads."""
     url, model, api_key = _source(url, model, api_key)
@@ -187,7 +218,7 @@ def shared_async_scorer(*, url: str | None = None, model: str | None = None, api
         return _shared_async[key]
 
 
-def text_of(message) -> str:
+def text_of(message: Prompt | dict[str, Any]) -> str:
     """A completion or message as plain text: a string as is; a message's ``content`` (its text parts
     joined when multimodal); for a list of messages, the last one's."""
     if isinstance(message, list):
@@ -200,7 +231,7 @@ def text_of(message) -> str:
     return message
 
 
-def question_of(prompt) -> str:
+def question_of(prompt: Prompt) -> str:
     """The question a prompt asks, as it was asked: a conversation's last user turn; for a text prompt,
     its last user turn as rendered when it is a rendered chat (ChatML, Llama-3, parsed as the server's
     ``/get_reward`` does), else the text unchanged."""

@@ -17,8 +17,14 @@ their fraction and ``model.fallbacks`` counts them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Sequence
+
 from .client import FALLBACK_STATUSES
 from .scorer import is_url, open_async_scorer, open_scorer, question_of, split_options, text_of
+
+if TYPE_CHECKING:
+    from ..model import Reward
+    from .scorer import AsyncScorer, Prompt, Target
 
 CLIENT_OPTIONS = ("timeout", "fallback")
 
@@ -44,22 +50,23 @@ class CodeScalerReward:
 
     _open = staticmethod(open_scorer)
 
-    def __init__(self, model, *, api_key: str | None = None, **options):
+    def __init__(self, model: Target, *, api_key: str | None = None, **options: Any) -> None:
         client = {k: options.pop(k) for k in CLIENT_OPTIONS if k in options}
         self.per_call, load = split_options(options)
         self.model = self._open(model, api_key=api_key, client_options=client, **load)
         self.remote = is_url(model)
         self._client = client
         self.calls = 0
-        self.last = []  # the Reward objects of the latest call, for logging and inspection
+        self.last: list[Reward] = []  # the Reward objects of the latest call, for logging and inspection
 
-    def _pairs(self, prompts, completions, question) -> tuple[list[str], list[str]]:
+    def _pairs(self, prompts: Sequence[Prompt], completions: Sequence[Prompt],
+               question: Sequence[str | None] | None) -> tuple[list[str], list[str]]:
         if question is None:
             question = [None] * len(prompts)
         questions = [q if q is not None else question_of(p) for q, p in zip(question, prompts)]
         return questions, [text_of(c) for c in completions]
 
-    def _answer(self, rewards, kwargs) -> list[float | None]:
+    def _answer(self, rewards: list[Reward], kwargs: dict[str, Any]) -> list[float | None]:
         self.calls += 1
         self.last = rewards
         if rewards:
@@ -75,7 +82,8 @@ class CodeScalerReward:
                 log_extra("code_status", [r.status for r in rewards])
         return [r.reward for r in rewards]
 
-    def __call__(self, prompts, completions, question=None, **kwargs) -> list[float | None]:
+    def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Prompt],
+                 question: Sequence[str | None] | None = None, **kwargs: Any) -> list[float | None]:
         questions, texts = self._pairs(prompts, completions, question)
         return self._answer(self.model.score(questions, texts, **self.per_call), kwargs)
 
@@ -85,18 +93,20 @@ class AsyncCodeScalerReward(CodeScalerReward):
     an ``AsyncClient`` (made on first use on TRL's event loop), a model loaded here runs on a worker thread.
     Same arguments, same rewards."""
 
-    def __init__(self, model, *, api_key: str | None = None, **options):
+    def __init__(self, model: Target, *, api_key: str | None = None, **options: Any) -> None:
         self._target, self._api_key = model, api_key
         super().__init__(model, api_key=api_key, **options)
 
     @staticmethod
-    def _open(model, *, api_key=None, client_options=None, **load_options):
+    def _open(model: Target, *, api_key: str | None = None, client_options: dict[str, Any] | None = None,
+              **load_options: Any) -> AsyncScorer | None:
         if is_url(model):  # checked now, opened on the first call
             open_scorer(model, api_key=api_key, client_options=client_options, **load_options).close()
             return None
         return open_async_scorer(model, api_key=api_key, client_options=client_options, **load_options)
 
-    async def __call__(self, prompts, completions, question=None, **kwargs) -> list[float | None]:
+    async def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Prompt],
+                       question: Sequence[str | None] | None = None, **kwargs: Any) -> list[float | None]:
         if self.model is None:  # an AsyncClient belongs to the loop it is made on: TRL's, known only now
             self.model = open_async_scorer(self._target, api_key=self._api_key, client_options=self._client)
         questions, texts = self._pairs(prompts, completions, question)

@@ -28,10 +28,15 @@ so thousands of per-sample requests wait concurrently and the server merges them
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from codescaler.errors import InputError
 from codescaler.integrations.scorer import question_of, shared_async_scorer, shared_scorer, split_options
+
+if TYPE_CHECKING:
+    from codescaler.integrations.scorer import AsyncScorer, Scorer
+
+S = TypeVar("S", "Scorer", "AsyncScorer")  # a blocking or a coroutine scorer
 
 QUESTION_KEYS = ("question", "prompt")
 CLIENT_KWARGS = ("timeout", "fallback")
@@ -40,7 +45,7 @@ CLIENT_KWARGS = ("timeout", "fallback")
 VERL_KWARGS = frozenset({"reward_router_address", "reward_model_tokenizer"})
 
 
-def _question(extra_info, i: int | None = None) -> str:
+def _question(extra_info: dict[str, Any] | None, i: int | None = None) -> str:
     where = "extra_info" if i is None else f"extra_infos[{i}]"
     if not isinstance(extra_info, dict):
         raise InputError(f"{where} must be a dict holding the question under 'question', got "
@@ -54,7 +59,7 @@ def _question(extra_info, i: int | None = None) -> str:
                      "write the question into the extra_info column when preparing the dataset")
 
 
-def _scorer_and_options(kwargs: dict[str, Any], opener=shared_scorer):
+def _scorer_and_options(kwargs: dict[str, Any], opener: Callable[..., S]) -> tuple[S, dict[str, Any]]:
     kwargs = {k: v for k, v in kwargs.items() if k not in VERL_KWARGS}
     url, model, api_key = kwargs.pop("url", None), kwargs.pop("model", None), kwargs.pop("api_key", None)
     client = {k: kwargs.pop(k) for k in CLIENT_KWARGS if k in kwargs}
@@ -62,25 +67,25 @@ def _scorer_and_options(kwargs: dict[str, Any], opener=shared_scorer):
     return opener(url=url, model=model, api_key=api_key, client_options=client, **load), per_call
 
 
-def compute_score(data_source, solution_str: str, ground_truth=None, extra_info: dict | None = None,
-                  **kwargs) -> float:
+def compute_score(data_source: str, solution_str: str, ground_truth: object = None,
+                  extra_info: dict[str, Any] | None = None, **kwargs: Any) -> float:
     """The reward of one response (verl's per-item signature)."""
-    scorer, per_call = _scorer_and_options(kwargs)
+    scorer, per_call = _scorer_and_options(kwargs, shared_scorer)
     return scorer.score([_question(extra_info)], [solution_str], **per_call)[0].reward
 
 
-async def compute_score_async(data_source, solution_str: str, ground_truth=None, extra_info: dict | None = None,
-                              **kwargs) -> float:
+async def compute_score_async(data_source: str, solution_str: str, ground_truth: object = None,
+                              extra_info: dict[str, Any] | None = None, **kwargs: Any) -> float:
     """The reward of one response, as a coroutine (verl's reward loop awaits it)."""
     scorer, per_call = _scorer_and_options(kwargs, shared_async_scorer)
     return (await scorer.score([_question(extra_info)], [solution_str], **per_call))[0].reward
 
 
-def compute_score_batch(data_sources: Sequence, solution_strs: Sequence[str], ground_truths: Sequence,
-                        extra_infos: Sequence[dict], **kwargs) -> list[float]:
+def compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str], ground_truths: Sequence[object],
+                        extra_infos: Sequence[dict[str, Any]], **kwargs: Any) -> list[float]:
     """The rewards of a batch of responses in one call (verl's ``BatchRewardManager`` signature)."""
     if len(extra_infos) != len(solution_strs):
         raise InputError(f"extra_infos has {len(extra_infos)} items but solution_strs has {len(solution_strs)}")
-    scorer, per_call = _scorer_and_options(kwargs)
+    scorer, per_call = _scorer_and_options(kwargs, shared_scorer)
     questions = [_question(info, i) for i, info in enumerate(extra_infos)]
     return [r.reward for r in scorer.score(questions, list(solution_strs), **per_call)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -21,8 +22,14 @@ from .routes import router
 from .scheduler import Scheduler
 from .settings import ServeSettings
 
+if TYPE_CHECKING:
+    from ..model import RewardModel
+    from .worker import ModelProcess
 
-def create_app(model_or_factory, settings: ServeSettings | None = None, *, scheduler_class=Scheduler) -> FastAPI:
+
+def create_app(model_or_factory: RewardModel | ModelProcess | Callable[[], RewardModel | ModelProcess],
+               settings: ServeSettings | None = None, *,
+               scheduler_class: Callable[..., Scheduler] = Scheduler) -> FastAPI:
     """The server's ASGI app. ``model_or_factory``: a ``RewardModel`` or a zero-argument callable
     returning one, loaded and warmed on the model thread at startup (``/health`` answers 503 until then).
     ``app.state.scheduler`` exposes the scheduler (``.loaded``, ``.error``, ``.model``); ``scheduler_class``
@@ -52,7 +59,7 @@ def create_app(model_or_factory, settings: ServeSettings | None = None, *, sched
 
 
 @asynccontextmanager
-async def _lifespan(app: FastAPI):
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The scheduler's model thread runs while the app serves; on shutdown it drains and stops."""
     scheduler = app.state.scheduler
     scheduler.start()

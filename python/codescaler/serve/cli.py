@@ -5,13 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .settings import API_KEY_ENV
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    import uvicorn
+
+    from .scheduler import Scheduler
 
 DRAIN_TIMEOUT_S = 25.0  # under Kubernetes' default 30 s grace period, with room to answer and exit
 
 
-def add_serve_parser(sub) -> None:
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     from ..options import add_arguments
     from .settings import ServeSettings
 
@@ -76,7 +84,7 @@ def _allowed_hosts(given: str | None, listen: str) -> tuple[str, ...] | None:
     return tuple(f"[{h}]" if ":" in h and not h.startswith("[") else h for h in names)  # an IPv6 address
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     import threading
 
     import uvicorn
@@ -117,7 +125,7 @@ def cmd_serve(args) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}"
 
-    def announce():
+    def announce() -> None:
         scheduler.loaded.wait()
         if scheduler.error is not None:
             server.should_exit = True
@@ -139,7 +147,7 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def _draining_server_class():
+def _draining_server_class() -> type[uvicorn.Server]:
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
@@ -148,11 +156,11 @@ def _draining_server_class():
         ``drain_s`` seconds, then uvicorn closes the connections (all answered by then) and the process
         exits 0. A second signal is uvicorn's own exit (at once on Ctrl-C)."""
 
-        def __init__(self, config, scheduler, drain_s: float):
+        def __init__(self, config: uvicorn.Config, scheduler: Scheduler, drain_s: float) -> None:
             super().__init__(config)
             self.scheduler, self.drain_s, self.draining = scheduler, drain_s, False
 
-        def handle_exit(self, sig, frame) -> None:
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if self.draining:
                 return super().handle_exit(sig, frame)
             self.draining = True
@@ -169,5 +177,5 @@ def _draining_server_class():
     return DrainingServer
 
 
-def _DrainingServer(config, scheduler, drain_s: float):
+def _DrainingServer(config: uvicorn.Config, scheduler: Scheduler, drain_s: float) -> uvicorn.Server:
     return _draining_server_class()(config, scheduler, drain_s)

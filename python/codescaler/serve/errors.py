@@ -5,6 +5,8 @@ fails validation, an ``InputError`` from the model, a 404/405 and anything unexp
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,7 +17,7 @@ from .protocol import JSON_DEPTH, ErrorResponse
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, type: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, type: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.type, self.headers = status, type, headers
 
@@ -24,7 +26,7 @@ def error_response(status: int, type: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
 
 
-def _where(loc) -> str:
+def _where(loc: Sequence[int | str]) -> str:
     """``("body", "items", 0, "question")`` -> ``items[0].question``. Pydantic's names of union members
     (``function-after[...]``, ``RerankDocument``) are left out: fields are lower-case words."""
     out = ""
@@ -36,7 +38,7 @@ def _where(loc) -> str:
     return out or "body"
 
 
-def _validation_message(errors) -> str:
+def _validation_message(errors: Sequence[dict[str, Any]]) -> str:
     parts = []
     for e in errors[:5]:
         if e["type"] == "json_invalid":
@@ -68,19 +70,19 @@ GATE_ERRORS = {
 
 
 
-async def on_api_error(_request, exc: ApiError):
+async def on_api_error(_request: Request, exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.type, str(exc), exc.headers)
 
 
-async def on_invalid(_request, exc: RequestValidationError):
+async def on_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "invalid_request", _validation_message(exc.errors()))
 
 
-async def on_input_error(_request, exc: InputError):
+async def on_input_error(_request: Request, exc: InputError) -> JSONResponse:
     return error_response(422, "invalid_request", str(exc))
 
 
-async def on_http_error(request: Request, exc: StarletteHTTPException):
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI's "error parsing the body"
         cause = exc.__cause__
         return error_response(422, "invalid_request", f"the body is not valid JSON ({type(cause).__name__}: "
@@ -91,7 +93,7 @@ async def on_http_error(request: Request, exc: StarletteHTTPException):
     return error_response(exc.status_code, kind, message, getattr(exc, "headers", None))
 
 
-async def on_unexpected(_request, exc: Exception):
+async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal", f"{type(exc).__name__}: {exc}")
 
 

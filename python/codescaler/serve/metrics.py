@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from ..backends.decoder import PrefixCache
+    from ..reward_cache import RewardCache
+    from .worker import CallStats, PrefixCacheStats, RewardCacheStats
+
+    # What the collectors read at a scrape: the model's cache in this process, a snapshot of the model
+    # process's, or None (no model loaded yet, or no cache).
+    PrefixCacheSource = Callable[[], "PrefixCache | PrefixCacheStats | None"]
+    RewardCacheSource = Callable[[], "RewardCache | RewardCacheStats | None"]
 
 POWERS_OF_TWO = tuple(float(2**i) for i in range(13))  # 1 .. 4096 items
 LATENCY_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class ServeMetrics:
-    def __init__(self):
+    def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.requests = Counter("codescaler_requests", "HTTP requests by endpoint and status code "
                                 "(499: the client disconnected before its answer)", ("endpoint", "status"),
@@ -34,7 +48,7 @@ class ServeMetrics:
         self.shared_prefixes = Counter("codescaler_shared_prefixes", "question prefixes run once for several "
                                        "answers", registry=r)
 
-    def observe_call(self, *, requests: int, items: int, stats, seconds: float) -> None:
+    def observe_call(self, *, requests: int, items: int, stats: CallStats, seconds: float) -> None:
         """One model call: ``requests`` merged, ``items`` scored, what the passes ran (``worker.CallStats``)."""
         self.call_seconds.observe(seconds)
         self.items.inc(items)
@@ -44,12 +58,12 @@ class ServeMetrics:
         self.tokens_requested.inc(sum(stats.item_tokens))
         self.shared_prefixes.inc(stats.shared_prefixes)
 
-    def watch_prefix_cache(self, get_cache) -> None:
+    def watch_prefix_cache(self, get_cache: PrefixCacheSource) -> None:
         """Report the model's question cache (``backends.decoder.PrefixCache``, from ``get_cache()``; None
         before the model is loaded or when it has none) at every scrape."""
         self.registry.register(_PrefixCacheCollector(get_cache))
 
-    def watch_reward_cache(self, get_cache) -> None:
+    def watch_reward_cache(self, get_cache: RewardCacheSource) -> None:
         """Report the model's reward cache (``reward_cache.RewardCache``, from ``get_cache()``; None before the
         model is loaded or when it has none) at every scrape."""
         self.registry.register(_RewardCacheCollector(get_cache))
@@ -59,10 +73,10 @@ class ServeMetrics:
 
 
 class _PrefixCacheCollector:
-    def __init__(self, get_cache):
+    def __init__(self, get_cache: PrefixCacheSource) -> None:
         self.get_cache = get_cache
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         c = self.get_cache()
         if c is None:
             return
@@ -81,10 +95,10 @@ class _PrefixCacheCollector:
 
 
 class _RewardCacheCollector:
-    def __init__(self, get_cache):
+    def __init__(self, get_cache: RewardCacheSource) -> None:
         self.get_cache = get_cache
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         c = self.get_cache()
         if c is None:
             return

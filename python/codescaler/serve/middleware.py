@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from typing import TYPE_CHECKING
 
 from fastapi.responses import Response
 from pydantic_core import from_json
@@ -15,6 +16,9 @@ from .errors import error_response
 from .metrics import ServeMetrics
 from .protocol import JSON_DEPTH
 from .settings import ServeSettings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})  # no API key
 
@@ -28,12 +32,12 @@ class Gate:
     refused before anything parses it.
     """
 
-    def __init__(self, app, settings: ServeSettings, metrics: ServeMetrics, endpoints: frozenset[str],
-                 posts: frozenset[str]):
+    def __init__(self, app: ASGIApp, settings: ServeSettings, metrics: ServeMetrics, endpoints: frozenset[str],
+                 posts: frozenset[str]) -> None:
         self.app, self.settings, self.metrics, self.endpoints, self.posts = app, settings, metrics, endpoints, posts
         self._key = settings.api_key.encode() if settings.api_key else None
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
@@ -41,7 +45,7 @@ class Gate:
         endpoint = scope["path"] if scope["path"] in self.endpoints else "other"
         status = 500
 
-        async def send_status(message):
+        async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -63,7 +67,7 @@ class Gate:
             self.metrics.requests.labels(endpoint, str(status)).inc()
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
-    def _refusal(self, scope) -> Response | None:
+    def _refusal(self, scope: Scope) -> Response | None:
         allowed = self.settings.allowed_hosts
         if allowed is not None:
             host = _host_name(dict(scope["headers"]).get(b"host", b"").decode("latin-1"))
@@ -79,7 +83,7 @@ class Gate:
         return error_response(401, "unauthorized", "missing or wrong API key: send 'Authorization: Bearer KEY'",
                               {"WWW-Authenticate": "Bearer"})
 
-    async def _body(self, scope, receive) -> tuple[bytes, Response | None]:
+    async def _body(self, scope: Scope, receive: Receive) -> tuple[bytes, Response | None]:
         limit = self.settings.max_body_bytes
         too_large = error_response(413, "payload_too_large", f"the body exceeds --max-body-bytes ({limit} bytes)")
         length = dict(scope["headers"]).get(b"content-length")
@@ -155,10 +159,10 @@ def _nested_too_deep(body: bytes) -> bool:
     return False
 
 
-def _replay(body: bytes, receive):
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replayed():
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True

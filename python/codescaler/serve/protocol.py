@@ -4,7 +4,7 @@ error body every refusal carries. Field descriptions and validators here are the
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
                       create_model,
@@ -12,6 +12,9 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from .. import options as opts
 from ..model import lone_surrogate
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
 JSON_DEPTH = 200  # arrays and objects nested deeper are refused (pydantic-core's JSON parser stops there)
 
@@ -28,11 +31,11 @@ def _valid_unicode(text: str) -> str:
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 
 
-def _json_integer(value):
+def _json_integer(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def integer(minimum: int):
+def integer(minimum: int) -> Any:  # a type form (Annotated[...]) for pydantic, not a value
     """A JSON integer of at least ``minimum``: JSON Schema's integers include ``1.0``; a bool or a string
     stays refused."""
     return Annotated[StrictInt, Field(ge=minimum), BeforeValidator(_json_integer)]
@@ -43,7 +46,7 @@ def _exactly_one(*names: str) -> dict:
     return {"oneOf": [{"required": [n], "properties": {n: {"not": {"type": "null"}}}} for n in names]}
 
 
-def _per_call_field(o: opts.Option):
+def _per_call_field(o: opts.Option) -> tuple[Any, FieldInfo]:
     if o.choices is not None:
         kind = Literal[o.choices]
     elif o.kind is bool:
@@ -80,7 +83,7 @@ class RewardsRequest(PerCall):
     groups: list[Group] | None = None
 
     @model_validator(mode="after")
-    def _one_of(self):
+    def _one_of(self) -> RewardsRequest:
         if (self.items is None) == (self.groups is None):
             raise ValueError("send exactly one of 'items' and 'groups'")
         return self
@@ -123,7 +126,7 @@ class ChatContentPart(BaseModel):
     text: Text | None = None
 
     @model_validator(mode="after")
-    def _text_only(self):
+    def _text_only(self) -> ChatContentPart:
         if self.type != "text" or self.text is None:
             raise ValueError(f"only text parts are scored, got a {self.type!r} part")
         return self
@@ -161,13 +164,13 @@ class VllmPoolingRequest(PerCall):
 
     @field_validator("input", mode="before")
     @classmethod
-    def _no_token_ids(cls, value):
+    def _no_token_ids(cls, value: object) -> object:
         if isinstance(value, list) and any(isinstance(v, (int, list)) for v in value):
             raise ValueError("token ids are not accepted: send the rendered text (a string or a list of strings)")
         return value
 
     @model_validator(mode="after")
-    def _one_of(self):
+    def _one_of(self) -> VllmPoolingRequest:
         if (self.input is None) == (self.messages is None):
             raise ValueError("send exactly one of 'input' and 'messages'")
         return self

@@ -731,25 +731,19 @@ def test_fallback_on_connection_refused_and_busy_but_not_on_refusals():
         verl.compute_score("d", "a", None, {"question": "q"}, model="tiny", timeout=1.0)
 
 
-# ------------------------------------------------------------------------------------- README snippet
+# ------------------------------------------------------------------------------------- docs snippet
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-SECTION = "## RL frameworks and the Python client"
-
-
-def _section() -> str:
-    text = README.read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    return text[start:] if end < 0 else text[start:end + 1]
+RL_PAGE = Path(__file__).resolve().parents[1] / "docs" / "rl.md"
 
 
 def _blocks(lang: str) -> list[str]:
-    return [m.group(1) for m in re.finditer(rf"^```{lang}\n(.*?)^```$", _section(), re.DOTALL | re.MULTILINE)]
+    text = RL_PAGE.read_text(encoding="utf-8")
+    return [m.group(1) for m in re.finditer(rf"^```{lang}\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)]
 
 
 def test_readme_snippet_runs(tmp_path, monkeypatch):
-    """The README's RL section as written: its server line, its Python blocks, its verl and OpenRLHF settings."""
+    """The docs' RL page (docs/rl.md) as written: its server line, its Python blocks, its verl and OpenRLHF
+    settings."""
     (serve,) = [x for x in _blocks("bash")[0].splitlines() if x.startswith("codescaler serve")]
     port = _free_port()
     cmd = shlex.split(serve.replace("--port 8000", f"--port {port}"))
@@ -759,7 +753,7 @@ def test_readme_snippet_runs(tmp_path, monkeypatch):
         namespace: dict = {"__name__": "snippet"}
         for i, code in enumerate(_blocks("python")):
             code = code.replace("localhost:8000", f"localhost:{port}")
-            exec(compile(code, f"README.md RL section python block {i + 1}", "exec"), namespace)
+            exec(compile(code, f"docs/rl.md python block {i + 1}", "exec"), namespace)
     finally:
         proc.terminate()
         proc.wait(30)

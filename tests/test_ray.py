@@ -1,7 +1,7 @@
 """Ray: `codescaler score --ray` on a local Ray instance gives the single-process rewards row for row
 (JSONL and Parquet, 2 actors, malformed rows kept as error rows), survives a killed actor without losing
-or repeating a row, and the Ray Serve app answers like `codescaler serve`. The README's "More than one
-machine" commands (its ```shell block) run here as written."""
+or repeating a row, and the Ray Serve app answers like `codescaler serve`. The docs' "More than one
+machine" page's commands (docs/ray.md, its ```shell block) run here as written."""
 
 from __future__ import annotations
 
@@ -39,9 +39,9 @@ def _env(**extra) -> dict:
 
 
 def _readme_ray_lines() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## More than one machine"):]
-    block = section[section.index("```shell\n") + 9:]
+    """The lines of the first ```shell block of the docs' "More than one machine" page (docs/ray.md)."""
+    text = (ROOT / "docs" / "ray.md").read_text(encoding="utf-8")
+    block = text[text.index("```shell\n") + 9:]
     return [x.strip() for x in block[:block.index("```")].splitlines() if x.strip()]
 
 
@@ -347,7 +347,7 @@ def test_serve_app_arguments_are_checked():
 
 
 def test_readme_score_commands_run(data, cluster, tmp_path):
-    """The README's `codescaler score --ray` lines as written: the local one starts its own Ray instance;
+    """The docs' `codescaler score --ray` lines as written: the local one starts its own Ray instance;
     `--address auto` joins this test's cluster (through $RAY_ADDRESS, as on a node of a cluster)."""
     lines = _readme_ray_lines()
     assert lines[0] == 'pip install ".[ray]"'
@@ -370,7 +370,7 @@ def test_readme_score_commands_run(data, cluster, tmp_path):
         started = time.perf_counter()
         proc = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         print(f"\n{line}: {time.perf_counter() - started:.1f} s; {proc.stderr.strip().splitlines()[-1]}")
-        assert proc.returncode == 0, f"README command failed: {line}\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"docs command failed: {line}\n{proc.stderr[-3000:]}"
         assert "Running Dataset" in proc.stderr or "Dataset" in proc.stderr  # Ray's progress shows
     table = pq.read_table(tmp_path / "rewards.parquet")
     assert table.num_rows == 40 and table.column("status").null_count == 0
@@ -394,7 +394,7 @@ def _post(port: int, path: str, body: dict) -> dict:
 
 
 def test_serve_app_answers_like_codescaler_serve(cluster, humaneval, tmp_path):
-    """The README's `serve run` line, deployed on this test's cluster (Serve started on a free port),
+    """The docs' `serve run` line, deployed on this test's cluster (Serve started on a free port),
     against the app `codescaler serve` runs, with the same model in this process."""
     from fastapi.testclient import TestClient
     from ray import serve

@@ -154,7 +154,7 @@ def main() -> None:
         rs = language_responses(language, max(200, args.n // 10))
         size = sum(len(r.encode()) for r in rs) / 1e6
         out = _native.extract_batch(rs, "last", language, 1, True)
-        assert all(o[0] == "ok" for o in out), (language, [o for o in out if o[0] != "ok"][:1])
+        assert all(o.status == "ok" for o in out), (language, [o.code for o in out if o.status != "ok"][:1])
         t1 = best_time(lambda: _native.extract_batch(rs, "last", language, 1, True), args.repeat)
         t2 = best_time(lambda: _native.extract_batch(rs, "last", language, 2, True), args.repeat)
         print(f"| {language + f' ({size / len(rs) * 1e3:.1f} KB/response), 1 thread':<44} | {len(rs) / t1:>10,.0f} | "

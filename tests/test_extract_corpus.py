@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from codescaler import _native, extract_batch
+from codescaler import _native_testing, extract_batch
 from codescaler.extract import FENCE, extract_spec, python_parses
 
 # ast.parse warns about odd escapes in generated code, for the spec and the native path alike.
@@ -91,24 +91,24 @@ def test_corpus_is_awkward_enough(corpus):
 
 
 def test_native_findall_equals_python_regex(corpus):
-    mismatches = [r for r in corpus if _native.findall_codescaler(r) != FENCE.findall(r)]
+    mismatches = [r for r in corpus if _native_testing.findall_codescaler(r) != FENCE.findall(r)]
     assert mismatches == []
 
 
 def test_native_strip_equals_str_strip_for_every_code_point():
-    mismatches = [c for c in range(0x110000) if _native.strip(f"{chr(c)}x{chr(c)}") != f"{chr(c)}x{chr(c)}".strip()]
+    mismatches = [c for c in range(0x110000) if _native_testing.strip(f"{chr(c)}x{chr(c)}") != f"{chr(c)}x{chr(c)}".strip()]
     assert mismatches == []
 
 
 def test_native_tag_equals_python_word_for_every_code_point():
     """\\w in a str pattern is str.isalnum() or "_": one fence per code point, tagged with it."""
     text = "".join(f"```{chr(c)}\n{c}```" for c in range(0x110000))
-    assert _native.findall_codescaler(text) == FENCE.findall(text)
+    assert _native_testing.findall_codescaler(text) == FENCE.findall(text)
 
 
 def test_native_strip_equals_str_strip(corpus):
     samples = corpus + ["".join(chr(c) for c in range(0x3100)) + "x", "\u2028\x1cx\x85\xa0"]
-    assert [s for s in samples if _native.strip(s) != s.strip()] == []
+    assert [s for s in samples if _native_testing.strip(s) != s.strip()] == []
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -136,7 +136,7 @@ def _agreement(codes: list[str]) -> tuple[int, int, int, list[str]]:
     agree, lenient, disagreements = 0, 0, []
     for code in codes:
         cpython = python_parses(code)[0]
-        tree_sitter = _native.check_syntax(code, "python")[0] == "ok"
+        tree_sitter = _native_testing.check_syntax(code, "python").status == "ok"
         if cpython == tree_sitter:
             agree += 1
         else:

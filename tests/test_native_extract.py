@@ -8,7 +8,7 @@ import time
 import pytest
 
 import codescaler
-from codescaler import InputError, _native, extract, extract_batch
+from codescaler import InputError, _native, _native_testing, extract, extract_batch
 from codescaler.extract import STATUSES, extract_spec
 
 # ast.parse warns about odd escapes in generated code, for the spec and the native path alike.
@@ -71,7 +71,7 @@ def test_best_breaks_ties_to_the_last_and_last_takes_the_last():
 def test_python_validity_is_cpython_s_for_every_policy():
     """CPython decides Python validity in Python; the C++ check (what a CPython-free scorer uses) agrees on
     Python-2 print, which tree-sitter-python accepted."""
-    assert _native.check_syntax('print "hello"', "python")[0] == "syntax_error"
+    assert _native_testing.check_syntax('print "hello"', "python").status == "syntax_error"
     for policy in ("codescaler", "last", "best"):
         e = extract('```python\nprint "hello"\n```', policy)
         assert e.status == "syntax_error" and e.error.startswith("SyntaxError")
@@ -86,10 +86,10 @@ def test_cpython_error_position_is_reported():
 
 def test_tree_sitter_error_position_in_code_points():
     code = "fn main() {\n    let é = \"ü\"; let x = ;\n}"
-    status, *_, line, column = _native.check_syntax(code, "rust")
-    assert status == "syntax_error" and line == 2
+    e = _native_testing.check_syntax(code, "rust")
+    assert e.status == "syntax_error" and e.error_line == 2
     # tree-sitter's ERROR node starts at "= ;"; a byte column would land two characters further right
-    assert code.splitlines()[1][column - 1:] == "= ;"
+    assert code.splitlines()[1][e.error_column - 1:] == "= ;"
 
 
 @pytest.mark.parametrize("response", [
@@ -98,8 +98,8 @@ def test_tree_sitter_error_position_in_code_points():
     "```питон\n\u3000x = '日本'\u2028\n```",
 ])
 def test_offsets_are_code_points(response):
-    (status, _, _, code, start, end, *_), = _native.extract_batch([response], "codescaler", "python", 1, False)
-    assert status == "ok" and response[start:end] == code == extract_spec(response).code
+    e, = _native.extract_batch([response], "codescaler", "python", 1, False)
+    assert e.status == "ok" and response[e.code_start:e.code_end] == e.code == extract_spec(response).code
 
 
 def test_batch_keeps_input_order_across_threads():
@@ -119,28 +119,40 @@ def test_batch_accepts_any_iterable_and_rejects_non_strings():
         extract_batch(["x"], policy="first")
 
 
-def test_native_module_matches_its_stub(tmp_path):
+@pytest.mark.parametrize("module", [_native, _native_testing], ids=lambda m: m.__name__)
+def test_native_module_matches_its_stub(module, tmp_path):
     from pathlib import Path
 
-    stub = (Path(codescaler.__file__).parent / "_native.pyi").read_text()
-    for name in (n for n in dir(_native) if not n.startswith("_")):
-        assert f"def {name}(" in stub or f"{name}:" in stub, name
+    name = module.__name__.rsplit(".", 1)[1]
+    stub = (Path(codescaler.__file__).parent / f"{name}.pyi").read_text()
+    for attr in (n for n in dir(module) if not n.startswith("_")):
+        assert f"def {attr}(" in stub or f"{attr}:" in stub or f"class {attr}:" in stub, attr
     stubgen = pytest.importorskip("nanobind.stubgen")
-    out = tmp_path / "_native.pyi"
-    stubgen.main(["-q", "-m", "codescaler._native", "-o", str(out)])
-    assert out.read_text() == stub, "regenerate: python -m nanobind.stubgen -m codescaler._native -o python/codescaler/_native.pyi"
+    out = tmp_path / f"{name}.pyi"
+    stubgen.main(["-q", "-m", module.__name__, "-o", str(out)])
+    assert out.read_text() == stub, f"regenerate: python -m nanobind.stubgen -m {module.__name__} -o python/codescaler/{name}.pyi"
+
+
+def test_production_module_holds_what_production_uses():
+    """The test helpers live in codescaler._native_testing; an extraction is a read-only object, not a tuple."""
+    assert {n for n in dir(_native) if not n.startswith("_")} == {
+        "Extraction", "extract_batch", "MAX_CODE_BYTES", "PARSE_BUDGET_STEPS"}
+    e, = _native.extract_batch(["```rust\nfn main() {\n    let x = ;\n}\n```"], "last", "rust")
+    assert (e.status, e.n_blocks, e.tag, e.error_line) == ("syntax_error", 1, "rust", 2)
+    with pytest.raises(AttributeError):
+        e.status = "ok"
 
 
 def test_unicode_tables_match_this_python():
     import unicodedata
 
-    assert _native.unicode_version() == unicodedata.unidata_version
+    assert _native_testing.unicode_version() == unicodedata.unidata_version
 
 
 def test_tolerant_scanner_reads_markdown_fences():
     text = ("Intro\r\n~~~c++ {.numberLines}\r\nint main() {}\r\n~~~\r\n"
             "````python3 title=x\n```\ninner\n```\n````\n  ```js\n  let x = 1;\n")
-    assert _native.scan_tolerant(text) == [
+    assert _native_testing.scan_tolerant(text) == [
         ("c++", "int main() {}\r\n", True),
         ("python3", "```\ninner\n```\n", True),
         ("js", "  let x = 1;\n", False),
@@ -195,10 +207,10 @@ def test_parse_budget_turns_into_timeout(language, code):
 def test_parse_budget_is_counted_not_timed(language, code):
     """A block needs a fixed number of steps: one fewer is a timeout, that many give the verdict, on any
     machine under any load."""
-    verdict = _native.check_syntax(code, language, 10**12)[0]
+    verdict = _native_testing.check_syntax(code, language, 10**12).status
     lo, hi = 1, 10**9  # the fewest steps that do not run out
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _native.check_syntax(code, language, mid)[0] != "timeout" else (mid + 1, hi)
-    assert _native.check_syntax(code, language, lo)[0] == verdict != "timeout"
-    assert _native.check_syntax(code, language, lo - 1)[0] == "timeout"
+        lo, hi = (lo, mid) if _native_testing.check_syntax(code, language, mid).status != "timeout" else (mid + 1, hi)
+    assert _native_testing.check_syntax(code, language, lo).status == verdict != "timeout"
+    assert _native_testing.check_syntax(code, language, lo - 1).status == "timeout"

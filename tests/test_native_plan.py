@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from codescaler import _native
+from codescaler import _native_testing
 from codescaler.plan import plan
 
 BUDGETS = [1, 2, 3, 7, 30, 100, 500, 4096, 10**6, 2**62]
@@ -18,7 +18,7 @@ SIZES = [1, 2, 3, 8, 64, 10**9]
 def _both(items, bounds, pad_id, share, max_batch_tokens, max_batch_size):
     want = plan(items, bounds, pad_id, packed=True, share=share, max_batch_tokens=max_batch_tokens,
                 max_batch_size=max_batch_size)
-    got = _native.plan(items, bounds, pad_id, share, max_batch_tokens, max_batch_size)
+    got = _native_testing.plan(items, bounds, pad_id, share, max_batch_tokens, max_batch_size)
     return got, (want.seqs, want.pools, want.slot, [[(u.prefix, u.members) for u in p] for p in want.packs])
 
 
@@ -110,12 +110,12 @@ def test_many_units_under_tight_budgets():
 
 def test_refusals():
     with pytest.raises(ValueError, match="must be positive"):
-        _native.plan([[1]], [0], None, True, 0, 1)
+        _native_testing.plan([[1]], [0], None, True, 0, 1)
     with pytest.raises(ValueError, match="must be positive"):
-        _native.plan([[1]], [0], None, True, 1, -3)
+        _native_testing.plan([[1]], [0], None, True, 1, -3)
     with pytest.raises(ValueError, match="2 sequences but 1 boundaries"):
-        _native.plan([[1], [2]], [0], None, True, 10, 10)
+        _native_testing.plan([[1], [2]], [0], None, True, 10, 10)
     with pytest.raises(TypeError, match=r"items\[1\]\[2\] must be an int32 token id"):
-        _native.plan([[1], [2, 3, 2**40]], [0, 0], None, True, 10, 10)
+        _native_testing.plan([[1], [2, 3, 2**40]], [0, 0], None, True, 10, 10)
     with pytest.raises(TypeError, match=r"items\[0\] must be a list of int or None"):
-        _native.plan([5], [0], None, True, 10, 10)
+        _native_testing.plan([5], [0], None, True, 10, 10)

@@ -17,7 +17,7 @@ from collections import Counter
 
 import pytest
 
-from codescaler import _native, tiny
+from codescaler import _native_testing, tiny
 
 # The extraction corpora, as the extractor's parity test generates them (imported fixtures).
 from test_extract_corpus import awkward_response, humaneval_responses  # noqa: F401
@@ -194,7 +194,7 @@ def mismatches(native, hf, texts, add_special_tokens=True) -> list[tuple[str, li
 @pytest.mark.parametrize("source", ["qwen vocabulary", "tiny model"])
 def test_equals_hugging_face_on_50k_strings(source, qwen_json, corpora, record_property):
     path = qwen_json if source == "qwen vocabulary" else tiny.tiny_model_dir() / "tokenizer.json"
-    native = _native.Tokenizer.open(str(path))
+    native = _native_testing.Tokenizer.open(str(path))
     hf = tokenizers.Tokenizer.from_file(str(path))
     counts, bad = Counter(), {}
     for category, texts in corpora.items():
@@ -224,7 +224,7 @@ def sweep_line(c: int) -> str:
 def test_code_points_against_hugging_face(qwen_json, record_property):
     """Every code point of planes 0, 1 and 14, every 7th of planes 2-3, every 251st beyond. Code points this
     build's Unicode tables (the building Python's) do not know may differ; any other difference fails."""
-    native = _native.Tokenizer.open(str(qwen_json))
+    native = _native_testing.Tokenizer.open(str(qwen_json))
     hf = tokenizers.Tokenizer.from_file(str(qwen_json))
     cps = [c for c in range(0x20000) if not 0xD800 <= c <= 0xDFFF] + list(range(0x20000, 0x40000, 7))
     cps += list(range(0xE0000, 0xE0200)) + list(range(0x40000, 0x110000, 251))
@@ -317,7 +317,7 @@ VARIANTS = {"gpt2 byte-level regex, no normalizer": _gpt2, "cl100k regex": _cl10
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variants_equal_hugging_face(name, qwen_spec, corpora, tmp_path):
     path = variant(qwen_spec, tmp_path, "variant", VARIANTS[name])
-    native = _native.Tokenizer.open(path)
+    native = _native_testing.Tokenizer.open(path)
     hf = tokenizers.Tokenizer.from_file(path)
     rng = random.Random(5)
     texts = [t for texts in corpora.values() for t in rng.sample(texts, min(len(texts), 300)) if not has_surrogates(t)]
@@ -343,28 +343,28 @@ UNSUPPORTED = {
 
 @pytest.mark.parametrize("name", list(UNSUPPORTED))
 def test_unsupported_tokenizer_is_refused_at_open(name, small_spec, tmp_path):
-    _native.Tokenizer.open(variant(small_spec, tmp_path, "unchanged", lambda spec: None))
+    _native_testing.Tokenizer.open(variant(small_spec, tmp_path, "unchanged", lambda spec: None))
     change, message = UNSUPPORTED[name]
     path = variant(small_spec, tmp_path, name.replace(" ", "_"), change)
     with pytest.raises(ValueError, match=message.replace("\\", "\\\\").replace("|", r"\|").replace("+", r"\+")):
-        _native.Tokenizer.open(path)
+        _native_testing.Tokenizer.open(path)
 
 
 def test_damaged_files_are_refused_with_a_message(tmp_path):
     with pytest.raises(ValueError, match="cannot open"):
-        _native.Tokenizer.open(str(tmp_path / "missing.json"))
+        _native_testing.Tokenizer.open(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [}', encoding="utf-8")
     with pytest.raises(ValueError, match=r"line 1, column \d+"):
-        _native.Tokenizer.open(str(bad))
+        _native_testing.Tokenizer.open(str(bad))
     bad.write_text('{"pre_tokenizer": {"type": "ByteLevel", "use_regex": true, "add_prefix_space": false}, '
                    '"model": {"type": "BPE", "vocab": {"a": "x"}, "merges": []}}', encoding="utf-8")
     with pytest.raises(ValueError, match="vocab\\['a'\\] must be a number"):
-        _native.Tokenizer.open(str(bad))
+        _native_testing.Tokenizer.open(str(bad))
 
 
 def test_bad_input_is_a_status_not_a_crash(qwen_json):
-    native = _native.Tokenizer.open(str(qwen_json))
+    native = _native_testing.Tokenizer.open(str(qwen_json))
     hf = tokenizers.Tokenizer.from_file(str(qwen_json))
     assert native.encode("") == [] and native.encode_batch([]) == []
     with pytest.raises(ValueError, match="invalid UTF-8 at byte 1"):
@@ -382,11 +382,11 @@ def test_bad_input_is_a_status_not_a_crash(qwen_json):
 
 
 def test_special_ids_and_vocab(qwen_json):
-    native = _native.Tokenizer.open(str(qwen_json))
+    native = _native_testing.Tokenizer.open(str(qwen_json))
     ids = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<think>": 151667,
            "</think>": 151668}
     assert {t: native.token_to_id(t) for t in ids} == ids
     assert native.token_to_id("Ġworld") == tokenizers.Tokenizer.from_file(str(qwen_json)).token_to_id("Ġworld")
     assert native.token_to_id("no such token") is None
     assert native.vocab_size == 151669
-    assert _native.Tokenizer.unicode_version == unicodedata.unidata_version
+    assert _native_testing.Tokenizer.unicode_version == unicodedata.unidata_version

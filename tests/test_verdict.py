@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from codescaler import _native
+from codescaler import _native, _native_testing
 from codescaler.extract import MAX_CODE_BYTES, extract_batch
 from codescaler.extract import python_parses
 from test_extract_corpus import awkward_response, humaneval_responses, well_formed_response  # noqa: F401 (fixture)
@@ -281,13 +281,13 @@ def verdicts(responses: list[str], threads: int = 1) -> list[Verdict]:
     cpython = extract_batch(responses, threads=threads)
     native = _native.extract_batch(responses, "codescaler", "python", threads, True, PARSE_BUDGET_STEPS)
     out = []
-    for r, cp, (status, _, _, code, _, _, _, _, line, column) in zip(responses, cpython, native):
-        checked = status in ("ok", "syntax_error", "timeout")
-        assert checked == (cp.status in ("ok", "syntax_error")), (r, cp.status, status)  # same selection
+    for r, cp, e in zip(responses, cpython, native):
+        checked = e.status in ("ok", "syntax_error", "timeout")
+        assert checked == (cp.status in ("ok", "syntax_error")), (r, cp.status, e.status)  # same selection
         if checked:
-            assert cp.code in ("", code)
-            out.append(Verdict(r, code, cp.valid, status == "ok", status == "timeout", cp.error, cp.error_line,
-                               line, column))
+            assert cp.code in ("", e.code)
+            out.append(Verdict(r, e.code, cp.valid, e.status == "ok", e.status == "timeout", cp.error, cp.error_line,
+                               e.error_line, e.error_column))
     return out
 
 
@@ -379,7 +379,7 @@ def _default_recursion_limit():
 
 
 def native_verdict(code: str) -> bool:
-    return _native.check_syntax(code, "python")[0] == "ok"
+    return _native_testing.check_syntax(code, "python").status == "ok"
 
 
 def cpython_verdict(code: str) -> bool:
@@ -423,16 +423,15 @@ def test_verdict_class_agrees_with_ast_parse(kind):
     assert {True, False} <= set(expected), kind
     assert [(code, want) for code, want in zip(codes, expected) if native_verdict(code) != want] == []
     responses = [f"Here is the code:\n\n```python\n{code}\n```\n" for code in codes]
-    for code, want, (status, _, _, block, *_) in zip(codes, expected,
-                                                     _native.extract_batch(responses, "codescaler", "python", 1, True)):
-        if block:  # a block that strips to nothing is empty_block on both paths
-            assert status == ("ok" if cpython_verdict(block) else "syntax_error"), (kind, code)
+    for code, want, e in zip(codes, expected, _native.extract_batch(responses, "codescaler", "python", 1, True)):
+        if e.code:  # a block that strips to nothing is empty_block on both paths
+            assert e.status == ("ok" if cpython_verdict(e.code) else "syntax_error"), (kind, code)
 
 
 def test_the_reported_loophole_is_closed():
     """{"question": "Write f.", "response": "```python\nelse\n```"} was scored 0.416 by the C++ example."""
-    (status, n_blocks, _, code, *_), = _native.extract_batch(["```python\nelse\n```"], "codescaler", "python", 1, True)
-    assert (status, n_blocks, code) == ("syntax_error", 1, "else")
+    e, = _native.extract_batch(["```python\nelse\n```"], "codescaler", "python", 1, True)
+    assert (e.status, e.n_blocks, e.code) == ("syntax_error", 1, "else")
 
 
 @needs_cpython_311
@@ -479,7 +478,7 @@ def _fewest_steps(code: str, language: str) -> int:
     lo, hi = 1, 10**9
     while lo < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _native.check_syntax(code, language, mid)[0] != "timeout" else (mid + 1, hi)
+        lo, hi = (lo, mid) if _native_testing.check_syntax(code, language, mid).status != "timeout" else (mid + 1, hi)
     return lo
 
 
@@ -495,23 +494,23 @@ def test_parse_budget_is_the_same_under_load():
               ("cpp", _cpp_block(size), 32_000_000)]
 
     def statuses() -> list[str]:  # the native path alone, as the C++ scorer runs it
-        return [_native.extract_batch([f"```{lang}\n{code}```"], "best", lang, 1, True, budget)[0][0]
+        return [_native.extract_batch([f"```{lang}\n{code}```"], "best", lang, 1, True, budget)[0].status
                 for lang, code, budget in blocks]
 
     alone = statuses()
     assert alone == ["ok", "timeout", "ok"]
     over = _native.extract_batch(["```python\n" + "x = 1\n" * (MAX_CODE_BYTES // 6 + 1) + "```"], "best", "python", 1, True)
-    assert over[0][0] == "code_too_long"  # over the byte limit: never parsed, whatever the budget
+    assert over[0].status == "code_too_long"  # over the byte limit: never parsed, whatever the budget
     small = {"python": "def f(x):\n    return [i * x for i in range(3)]\n" * 2_000, "cpp": _cpp_block(60_000)}
     need = {lang: _fewest_steps(code, lang) for lang, code in small.items()}
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             loaded = [pool.submit(statuses) for _ in range(2)]
-            edges = [pool.submit(_native.check_syntax, small[lang], lang, need[lang] - k)
+            edges = [pool.submit(_native_testing.check_syntax, small[lang], lang, need[lang] - k)
                      for lang in small for k in (0, 1)]
             assert [f.result() for f in loaded] == [alone, alone]
-            assert [f.result()[0] for f in edges] == ["ok", "timeout", "ok", "timeout"]
+            assert [f.result().status for f in edges] == ["ok", "timeout", "ok", "timeout"]
     finally:
         for p in burners:
             p.kill()

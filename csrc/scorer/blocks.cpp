@@ -14,21 +14,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <new>
-#include <sstream>
+
+#include "failure.hpp"
 
 namespace codescaler::blocks {
 
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Failure {
-  ScorerStatus status;
-};
-
-[[noreturn]] void fail(ScorerCode code, std::string message) { throw Failure{{code, std::move(message)}}; }
 
 // Bumped when what is written under a key changes (the stack patch below is part of it).
 constexpr const char* kLayout = "cpp-blocks";
@@ -39,15 +33,6 @@ struct Fd {
     if (fd >= 0) ::close(fd);
   }
 };
-
-std::string read_all(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail(ScorerCode::io_error, path + ": cannot open");
-  std::ostringstream buffer;
-  buffer << file.rdbuf();
-  if (file.bad()) fail(ScorerCode::io_error, path + ": read error");
-  return buffer.str();
-}
 
 // A record name of the package as a relative path that stays inside the directory it is written to.
 bool confined(const std::string& name) {
@@ -143,7 +128,7 @@ ScorerStatus cache_root(std::string* out) {
 
 ScorerStatus unpack(const std::string& package, std::string* dir) {
   try {
-    const std::string bytes = read_all(package);
+    const std::string bytes = read_file(package);
     c10::sha1 hash(bytes);
     std::string root;
     if (ScorerStatus s = cache_root(&root); !s.ok()) return s;

@@ -18,20 +18,12 @@ namespace {
 using codescaler::ScorerCode;
 using codescaler::ScorerStatus;
 
-codescaler_status to_c(ScorerCode code) {
-  switch (code) {
-    case ScorerCode::ok: return CODESCALER_OK;
-    case ScorerCode::invalid_argument: return CODESCALER_INVALID_ARGUMENT;
-    case ScorerCode::invalid_utf8: return CODESCALER_INVALID_UTF8;
-    case ScorerCode::io_error: return CODESCALER_IO_ERROR;
-    case ScorerCode::bad_engine: return CODESCALER_BAD_ENGINE;
-    case ScorerCode::unsupported: return CODESCALER_UNSUPPORTED;
-    case ScorerCode::model_error: return CODESCALER_MODEL_ERROR;
-    case ScorerCode::out_of_memory: return CODESCALER_OUT_OF_MEMORY;
-    case ScorerCode::internal_error: return CODESCALER_INTERNAL_ERROR;
-  }
-  return CODESCALER_INTERNAL_ERROR;
-}
+// ScorerCode and Status take their numbers from status.h, so the C values are the C++ ones cast; these
+// hold the last of each in step, where a code added on one side only would first show.
+static_assert(static_cast<int>(ScorerCode::internal_error) == CODESCALER_INTERNAL_ERROR);
+static_assert(static_cast<int>(codescaler::Status::code_too_long) == CODESCALER_EXTRACT_CODE_TOO_LONG);
+
+codescaler_status to_c(ScorerCode code) { return static_cast<codescaler_status>(code); }
 
 void copy_out(const std::string& text, char* buffer, std::size_t size) {
   if (!buffer || size == 0) return;
@@ -204,22 +196,13 @@ size_t codescaler_describe(const codescaler_scorer* scorer, char* buffer, size_t
 }
 
 const char* codescaler_status_name(codescaler_status status) {
-  switch (status) {
-    case CODESCALER_OK: return "ok";
-    case CODESCALER_INVALID_ARGUMENT: return "invalid_argument";
-    case CODESCALER_INVALID_UTF8: return "invalid_utf8";
-    case CODESCALER_IO_ERROR: return "io_error";
-    case CODESCALER_BAD_ENGINE: return "bad_engine";
-    case CODESCALER_UNSUPPORTED: return "unsupported";
-    case CODESCALER_MODEL_ERROR: return "model_error";
-    case CODESCALER_OUT_OF_MEMORY: return "out_of_memory";
-    case CODESCALER_INTERNAL_ERROR: return "internal_error";
-  }
-  return "unknown";
+  const int value = status;  // a C caller may pass any int
+  if (value < CODESCALER_OK || value > CODESCALER_INTERNAL_ERROR) return "unknown";
+  return codescaler::scorer_code_name(static_cast<ScorerCode>(status));
 }
 
 const char* codescaler_extraction_name(int32_t extraction) {
-  if (extraction < 0 || extraction > CODESCALER_EXTRACT_CODE_TOO_LONG) return "unknown";
+  if (extraction < CODESCALER_EXTRACT_OK || extraction > CODESCALER_EXTRACT_CODE_TOO_LONG) return "unknown";
   return codescaler::status_name(static_cast<codescaler::Status>(extraction));
 }
 

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "codescaler/json.hpp"
+#include "failure.hpp"
 
 namespace codescaler::engine {
 
@@ -41,26 +42,10 @@ void Splice::question_part(std::string_view question, std::string& out) const {
 
 namespace {
 
-// Inside this file a failure is thrown and caught once in open(): nothing escapes it.
-struct Failure {
-  ScorerStatus status;
-};
-
-[[noreturn]] void fail(ScorerCode code, std::string message) { throw Failure{{code, std::move(message)}}; }
-
 std::string shortest(double d) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", d);
   return text;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail(ScorerCode::io_error, path + ": cannot open");
-  std::ostringstream buffer;
-  buffer << file.rdbuf();
-  if (file.bad()) fail(ScorerCode::io_error, path + ": read error");
-  return buffer.str();
 }
 
 // Typed access to manifest fields; every message names the file and the field.

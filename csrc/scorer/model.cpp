@@ -19,16 +19,11 @@
 
 #include "codescaler/json.hpp"
 #include "blocks.hpp"
+#include "failure.hpp"
 
 namespace codescaler::model {
 
 namespace {
-
-struct Failure {
-  ScorerStatus status;
-};
-
-[[noreturn]] void fail(ScorerCode code, std::string message) { throw Failure{{code, std::move(message)}}; }
 
 // Closes a file descriptor on every path out.
 struct Fd {

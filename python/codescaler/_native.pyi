@@ -3,79 +3,62 @@ codescaler native core: fence scanning, block selection and syntax validation (P
 """
 
 from collections.abc import Sequence
-from typing import Final
 
-
-LANGUAGES: tuple = ...
-
-POLICIES: tuple = ('codescaler', 'last', 'best')
 
 PARSE_BUDGET_STEPS: int = 32000000
 
 MAX_CODE_BYTES: int = 262144
 
-class Tokenizer:
+class Extraction:
     """
-    A Hugging Face tokenizer.json (byte-level BPE) read and run by the C++ core.
+    What the C++ core found in one response: the selected block (tag and stripped code, also for syntax_error), its place in the response and the C++ syntax check's verdict. Offsets and columns count code points.
     """
 
-    @staticmethod
-    def open(path: str) -> Tokenizer:
+    @property
+    def status(self) -> str:
         """
-        Reads `path`; raises ValueError naming what is unsupported or malformed.
-        """
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        """
-        Token ids of `text`, as tokenizers.Tokenizer.encode(text, add_special_tokens).ids.
-        """
-
-    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True, threads: int = 1) -> list[list[int]]:
-        """
-        encode over many texts with the GIL released, on `threads` threads (0: all cores).
-        """
-
-    def token_to_id(self, token: str) -> int | None:
-        """
-        The id of a token as tokenizer.json spells it (added tokens included), or None.
+        ok, no_block, multiple_blocks, empty_block, syntax_error, timeout or code_too_long; with validate=False, ok means selected and not checked.
         """
 
     @property
-    def vocab_size(self) -> int:
-        """One past the largest id."""
+    def n_blocks(self) -> int:
+        """Fenced blocks found, of any tag."""
 
-    unicode_version: Final[str] = ...
-    """
-    The Unicode version of the tokenizer's character tables (the building Python's unicodedata).
-    """
+    @property
+    def tag(self) -> str | None:
+        """The selected block's tag, None when it has none."""
 
-def unicode_version() -> str:
-    """
-    The Unicode version of the \\w and whitespace tables built in (the building Python's unicodedata).
-    """
+    @property
+    def code(self) -> str:
+        """The selected block, stripped ("" when none was selected)."""
 
-def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language: str = 'python', threads: int = 1, validate: bool = True, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> list[tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]]:
-    """
-    Extracts from each response with the GIL released, over `threads` threads (0: all cores). Returns one tuple (status, n_blocks, tag, code, code_start, code_end, n_error_nodes, n_missing_nodes, error_line, error_column) per response, in input order; offsets and columns in code points. Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them); selected code over MAX_CODE_BYTES UTF-8 bytes is status code_too_long, validate or not.
-    """
+    @property
+    def code_start(self) -> int:
+        """Where code starts in the response."""
 
-def plan(items: Sequence[Sequence[int] | None], bounds: Sequence[int], pad_id: int | None, share: bool, max_batch_tokens: int, max_batch_size: int) -> tuple[list[list[int]], list[int], list[int], list[list[tuple[int, list[int]]]]]:
-    """
-    codescaler.plan.plan(items, bounds, pad_id, packed=True, ...) planned by the C++ planner the C++ scorer uses, with the GIL released. Returns (seqs, pools, slot, packs), packs as lists of (prefix, members) tuples.
-    """
+    @property
+    def code_end(self) -> int:
+        """Where code ends in the response."""
 
-def findall_codescaler(text: str) -> list[tuple[str, str]]:
-    """
-    The (tag, body) pairs re.findall(FENCE, text) returns, found by the C++ scanner.
-    """
+    @property
+    def n_error_nodes(self) -> int:
+        """tree-sitter's ERROR nodes in code."""
 
-def scan_tolerant(text: str) -> list[tuple[str, str, bool]]:
-    """The (tag, body, closed) blocks a Markdown-tolerant reader finds."""
+    @property
+    def n_missing_nodes(self) -> int:
+        """tree-sitter's MISSING nodes in code."""
 
-def strip(text: str) -> str:
-    """str.strip() as the C++ core computes it."""
+    @property
+    def error_line(self) -> int | None:
+        """
+        1-based line of the first error the C++ check found, None when it found none.
+        """
 
-def check_syntax(code: str, language: str, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> tuple[str, int, str | None, str, int, int, int, int, int | None, int | None]:
+    @property
+    def error_column(self) -> int | None:
+        """1-based column of that error, or None."""
+
+def extract_batch(responses: Sequence[str], policy: str = 'codescaler', language: str = 'python', threads: int = 1, validate: bool = True, parse_budget_steps: int = PARSE_BUDGET_STEPS) -> list[Extraction]:
     """
-    The C++ verdict on `code` alone (Python: the ast.parse check; other languages: tree-sitter), as an extract_batch tuple.
+    Extracts from each response with the GIL released, over `threads` threads (0: all cores); one Extraction per response, in input order. Validation spends at most `parse_budget_steps` parser steps per response (status timeout past them); selected code over MAX_CODE_BYTES UTF-8 bytes is status code_too_long, validate or not.
     """

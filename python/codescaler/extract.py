@@ -37,9 +37,9 @@ PARSE_BUDGET_STEPS = _native.PARSE_BUDGET_STEPS
 # "code_too_long": neither parsed nor scored, on every path (this module, the server, Ray, the C++ scorer).
 # It bounds the validity check per item, CPython's ast.parse included (about 2 s per MB of dense code on
 # this project's 2-core CPU), by bytes, so the same block gets the same status on any machine under any
-# load; the model reads at most max_length tokens of the code anyway. The native core applies it
-# (kMaxCodeBytes, also _native.MAX_CODE_BYTES; tests/test_bounded_cost.py holds the two equal).
-MAX_CODE_BYTES = 262_144
+# load; the model reads at most max_length tokens of the code anyway. The native core's kMaxCodeBytes, so
+# the C++ scorer and this module apply one limit.
+MAX_CODE_BYTES = _native.MAX_CODE_BYTES
 
 # Above this size the parser allocates millions of AST objects; pausing the cyclic collector for the
 # duration cuts its time about 4x (12 MB of code: 27 s -> 7 s) without changing the result.
@@ -72,6 +72,7 @@ class Extraction:
 
     @property
     def valid(self) -> bool:
+        """The code was found and parses: the reward model will score it."""
         return self.status == "ok"
 
 
@@ -169,15 +170,15 @@ def extract_batch(
     # For policy best the native check must rank the candidates even when CPython gives the final verdict.
     validate = not cpython or policy == "best"
     budget = min(parse_budget_steps, 2**64 - 1)
-    rows = _native.extract_batch(responses, policy, language, threads or 0, validate, budget)
+    found = _native.extract_batch(responses, policy, language, threads or 0, validate, budget)
     verdicts: dict[str, tuple[bool, str | None, int | None, int | None]] = {}
-    out = []
+    out: list[Extraction] = []
     pause = cpython and gc.isenabled()
     if pause:  # ast.parse allocates many acyclic objects; collecting during the loop only costs time
         gc.disable()
     try:
-        for status, n_blocks, tag, code, _start, _end, n_err, n_miss, line, column in rows:
-            error = None
+        for e in found:
+            status, code, line, column, error = e.status, e.code, e.error_line, e.error_column, None
             if cpython and status in ("ok", "syntax_error"):
                 verdict = verdicts.get(code)
                 if verdict is None:
@@ -185,14 +186,16 @@ def extract_batch(
                 ok, error, line, column = verdict
                 status = "ok" if ok else "syntax_error"
             elif status == "syntax_error":
-                error = f"tree-sitter: {n_err} ERROR and {n_miss} MISSING node(s), first at line {line}, column {column}"
+                error = (f"tree-sitter: {e.n_error_nodes} ERROR and {e.n_missing_nodes} MISSING node(s), "
+                         f"first at line {line}, column {column}")
             elif status == "timeout":
                 error = f"parse budget of {parse_budget_steps} steps exhausted"
             elif status == "code_too_long":
                 error = _too_long(_utf8_size(code))
             out.append(
                 Extraction(
-                    code if status == "ok" else "", status, n_blocks, tag, error, language, line, column, n_err, n_miss
+                    code if status == "ok" else "", status, e.n_blocks, e.tag, error, language, line, column,
+                    e.n_error_nodes, e.n_missing_nodes,
                 )
             )
     finally:

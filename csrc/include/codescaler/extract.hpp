@@ -11,6 +11,7 @@
 
 #include "codescaler/export.h"
 #include "codescaler/fence.hpp"
+#include "codescaler/status.h"
 #include "codescaler/syntax.hpp"
 
 namespace codescaler {
@@ -21,8 +22,18 @@ enum class Policy {
   best,        // the longest block of the language that parses cleanly, ties to the last
 };
 
-// code_too_long: the selected code is longer than kMaxCodeBytes; it is neither parsed nor scored.
-enum class Status { ok, no_block, multiple_blocks, empty_block, syntax_error, timeout, code_too_long };
+// The extraction outcome, numbered by the C ABI's codescaler_extraction (status.h), which a Reward's
+// status becomes in codescaler_reward.extraction. code_too_long: the selected code is longer than
+// kMaxCodeBytes; it is neither parsed nor scored.
+enum class Status {
+  ok = CODESCALER_EXTRACT_OK,
+  no_block = CODESCALER_EXTRACT_NO_BLOCK,
+  multiple_blocks = CODESCALER_EXTRACT_MULTIPLE_BLOCKS,
+  empty_block = CODESCALER_EXTRACT_EMPTY_BLOCK,
+  syntax_error = CODESCALER_EXTRACT_SYNTAX_ERROR,
+  timeout = CODESCALER_EXTRACT_TIMEOUT,
+  code_too_long = CODESCALER_EXTRACT_CODE_TOO_LONG,
+};
 
 // The most UTF-8 bytes of (stripped) code a response's selected block may hold for its syntax to be checked
 // and the model to run on it (256 KiB; the model reads at most max_length tokens of it anyway). Bytes, not

@@ -33,19 +33,21 @@
 
 #include "codescaler/export.h"
 #include "codescaler/extract.hpp"
+#include "codescaler/status.h"
 
 namespace codescaler {
 
+// Numbered by the C ABI's codescaler_status (status.h): the C functions return these values as they are.
 enum class ScorerCode {
-  ok,
-  invalid_argument,  // a call's arguments are wrong (sizes differ, no candidates, bad option value)
-  invalid_utf8,      // a question or response is not well-formed UTF-8 (the message names which, and where)
-  io_error,          // a file of the engine directory could not be read
-  bad_engine,        // the engine directory is damaged, truncated or inconsistent (the message names the file)
-  unsupported,       // a valid engine (or item) this scorer cannot run exactly (the message says why)
-  model_error,       // libtorch failed while running the model (the message carries its text)
-  out_of_memory,
-  internal_error,    // anything else; a bug if ever seen
+  ok = CODESCALER_OK,
+  invalid_argument = CODESCALER_INVALID_ARGUMENT,  // a call's arguments are wrong (sizes differ, no candidates, bad option value)
+  invalid_utf8 = CODESCALER_INVALID_UTF8,  // a question or response is not well-formed UTF-8 (the message names which, and where)
+  io_error = CODESCALER_IO_ERROR,          // a file of the engine directory could not be read
+  bad_engine = CODESCALER_BAD_ENGINE,      // the engine directory is damaged, truncated or inconsistent (the message names the file)
+  unsupported = CODESCALER_UNSUPPORTED,    // a valid engine (or item) this scorer cannot run exactly (the message says why)
+  model_error = CODESCALER_MODEL_ERROR,    // libtorch failed while running the model (the message carries its text)
+  out_of_memory = CODESCALER_OUT_OF_MEMORY,
+  internal_error = CODESCALER_INTERNAL_ERROR,  // anything else; a bug if ever seen
 };
 
 CODESCALER_API const char* scorer_code_name(ScorerCode code);

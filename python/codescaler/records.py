@@ -10,12 +10,13 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import InputError
 from .model import lone_surrogate
 
 INTERRUPTED = 130  # exit status after Ctrl-C (128 + SIGINT), as a shell reports it
+INPUT_ERROR = "input_error"  # the status of a line or row that cannot be scored
 
 
 def _decode(n: int, raw: bytes) -> tuple[str | None, str | None]:
@@ -68,7 +69,13 @@ def records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict | None, str | No
         yield n, *parse_line(n, raw)
 
 
-def dumps(obj: dict) -> str:
+def input_error(err: str) -> dict[str, Any]:
+    """The result fields of a line or row that cannot be scored (a scored one's are ``Reward.as_dict()``)."""
+    return {"reward": None, "raw_score": None, "status": INPUT_ERROR, "error": err}
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """``obj`` as one JSON line's text, UTF-8 where it can be."""
     text = json.dumps(obj, ensure_ascii=False)
     # a lone surrogate (from a JSON escape) cannot be written as UTF-8: keep it escaped
     return text if lone_surrogate(text) is None else json.dumps(obj)
@@ -104,6 +111,14 @@ class ScoreSummary:
     truncated: int = 0
     model: str | None = None  # RewardModel.describe(), or None when no line needed the model
     reward_cache: str | None = None  # RewardCache.summary() after the run, or None without a cache
+
+    def add(self, status: str, truncated: bool | None) -> None:
+        """Count one written line or row by its result's status."""
+        self.lines += 1
+        self.ok += status == "ok"
+        self.errors += status == INPUT_ERROR
+        self.no_code += status not in ("ok", INPUT_ERROR)
+        self.truncated += bool(truncated)
 
 
 def interrupted_summary(done: int, unit: str, where: str, total: int | None = None) -> str:

@@ -14,7 +14,8 @@ from .. import options as opts
 from ..errors import InputError
 from ..integrations import ray_data
 from ..model import Reward, RewardModel
-from ..records import INTERRUPTED, ScoreSummary, dumps, interrupted_summary, records, replaced_on_success
+from ..records import (INTERRUPTED, ScoreSummary, dumps, input_error, interrupted_summary, records,
+                       replaced_on_success)
 
 SCORE_FORMAT = """\
 input: JSON Lines, one object per line with string fields "question" and "response" (any other fields,
@@ -54,17 +55,9 @@ def score_file(model: RewardModel | Callable[[], RewardModel], src: IO[bytes], d
     bar = tqdm(unit="line", disable=None if progress is None else not progress, file=sys.stderr)
 
     def write(rec: dict | None, err: str | None, reward: Reward | None = None) -> None:
-        out = {"id": rec.get("id") if isinstance(rec, dict) else None}
-        if err is None:
-            out.update(reward=reward.reward, raw_score=reward.raw_score, status=reward.status,
-                       truncated=reward.truncated)
-            summary.ok += reward.status == "ok"
-            summary.no_code += reward.status != "ok"
-            summary.truncated += reward.truncated
-        else:
-            summary.errors += 1
-            out.update(reward=None, raw_score=None, status="input_error", error=err)
-        summary.lines += 1
+        out = {"id": rec.get("id") if isinstance(rec, dict) else None,
+               **(reward.as_dict() if err is None else input_error(err))}
+        summary.add(out["status"], out.get("truncated"))
         dst.write(dumps(out) + "\n")
         bar.update(1)
 

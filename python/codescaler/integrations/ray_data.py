@@ -25,7 +25,7 @@ from typing import Iterable, Iterator
 from .. import options as opts
 from ..errors import CodeScalerError, InputError
 from ..model import RewardModel, lone_surrogate
-from ..records import INTERRUPTED, ScoreSummary, dumps, interrupted_summary, parse_line
+from ..records import INTERRUPTED, ScoreSummary, dumps, input_error, interrupted_summary, parse_line
 
 JSONL, PARQUET = "jsonl", "parquet"
 EXTENSIONS = {".jsonl": JSONL, ".ndjson": JSONL, ".json": JSONL, ".parquet": PARQUET, ".pq": PARQUET}
@@ -228,10 +228,7 @@ class Scorer:
         got = iter(self.model.score([q for q, _ in todo], [r for _, r in todo], **self.per_call) if todo else ())
         out = []
         for pair, err in zip(pairs, errors):
-            if pair is None:
-                out.append({"reward": None, "raw_score": None, "status": "input_error", "error": err})
-            else:
-                out.append(next(got).as_dict())
+            out.append(input_error(err) if pair is None else next(got).as_dict())
         return out
 
     def _jsonl(self, batch):
@@ -588,17 +585,13 @@ def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None)
                                           f"{want and want[1]} of {want and inputs.paths[want[0]]} belongs; "
                                           "the output was not kept")
             writer.write(table.drop_columns([FILE, ROW]), inputs.format)
-            status = table.column("status").to_pylist()
-            summary.lines += len(status)
-            summary.ok += sum(s == "ok" for s in status)
-            summary.errors += sum(s == "input_error" for s in status)
-            summary.truncated += sum(bool(t) for t in table.column("truncated").to_pylist())
+            for status, truncated in zip(table.column("status").to_pylist(), table.column("truncated").to_pylist()):
+                summary.add(status, truncated)
             if on_rows is not None:
                 on_rows(summary.lines)
         if summary.lines != inputs.rows:
             raise CodeScalerError(f"Ray returned {summary.lines} rows for {inputs.rows} input rows; the output "
                                   "was not kept")
-        summary.no_code = summary.lines - summary.ok - summary.errors
         done = True
     finally:
         writer.close(keep=done)

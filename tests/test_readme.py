@@ -34,9 +34,16 @@ def _nav_files(node) -> list[str]:
     return [name for item in items for name in _nav_files(item)]
 
 
+class _MkDocsLoader(yaml.SafeLoader):
+    """Reads mkdocs.yml, whose `!relative` tag (paths relative to the file) plain YAML does not know."""
+
+
+_MkDocsLoader.add_constructor("!relative", lambda loader, node: loader.construct_scalar(node))
+
+
 def nav_pages() -> list[str]:
     """The docs pages in the site's order (mkdocs.yml's nav)."""
-    return _nav_files(yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"])
+    return _nav_files(yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=_MkDocsLoader)["nav"])
 
 
 def pages() -> list[Path]:

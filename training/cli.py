@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 
-def cmd_train_rm(args) -> int:
+
+def cmd_train_rm(args: argparse.Namespace) -> int:
     from .train import TrainOptions, train_reward_model
 
     data = args.data
@@ -27,7 +29,7 @@ def cmd_train_rm(args) -> int:
     return 0
 
 
-def add_train_rm_parser(sub) -> None:
+def add_train_rm_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-rm", help="train a reward model on preference pairs (Bradley-Terry, TRL)",
                        description="Fine-tune a one-label reward model on preference pairs with TRL's "
                        "RewardTrainer; the output folder is what every --model takes.")

@@ -12,14 +12,19 @@ the scorer's own objects, so training and scoring see identical tokens by constr
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from codescaler.errors import InputError
 from codescaler.extract import extract
+from codescaler.records import objects
+
+if TYPE_CHECKING:
+    import datasets
+
+    from codescaler.encode import Encoder
 
 KINDS = ("aligned", "unaligned")
 
@@ -76,22 +81,11 @@ def _read_rows(path: Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise InputError(f"{path}:{n}: invalid JSON ({exc})") from exc
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    with open(path, "rb") as f:
+        return [row for _n, row in objects(path, f)]
 
 
-def _turn(messages, role: str, where: str) -> str:
+def _turn(messages: Any, role: str, where: str) -> str:
     if not isinstance(messages, list):
         raise InputError(f"{where}: expected a list of messages")
     for m in messages:
@@ -203,7 +197,7 @@ def prepare_pairs(pairs: Sequence[Pair], *, eval_pairs: Sequence[Pair] | None = 
     return splits["train"], splits["eval"], report
 
 
-def tokenize_pairs(pairs: Sequence[Pair], encoder) -> "datasets.Dataset":  # noqa: F821
+def tokenize_pairs(pairs: Sequence[Pair], encoder: Encoder) -> datasets.Dataset:
     """A dataset with ``chosen_ids``/``rejected_ids`` (TRL's pre-tokenized preference format), ``kind``
     and, when any pair carries one, ``margin`` (0.0 where a pair has none)."""
     from datasets import Dataset

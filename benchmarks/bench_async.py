@@ -24,9 +24,15 @@ import asyncio
 import random
 import statistics
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codescaler import RewardModel
+
+    from .workloads import Workload
 
 
-def reference(m, reps: int, workload, calls: int = 1) -> tuple[float, list[float]]:
+def reference(m: RewardModel, reps: int, workload: Workload, calls: int = 1) -> tuple[float, list[float]]:
     """Best-of-``reps`` seconds to score the step in ``calls`` calls in this process (a random split, the
     question cache emptied first), and the rewards in the step's order."""
     best, rewards = float("inf"), None
@@ -56,7 +62,7 @@ async def arrive(url: str, pairs: list[tuple[int, str, str]], clients: int) -> t
     done = asyncio.Event()
     queues = [pairs[k::clients] for k in range(clients)]
 
-    async def client(mine):
+    async def client(mine: list[tuple[int, str, str]]) -> None:
         async with httpx.AsyncClient(timeout=600) as http:
             for index, question, response in mine:
                 while True:
@@ -68,7 +74,7 @@ async def arrive(url: str, pairs: list[tuple[int, str, str]], clients: int) -> t
                     got[index] = r.json()["results"][0]["reward"]
                     break
 
-    async def poll():
+    async def poll() -> None:
         async with httpx.AsyncClient(timeout=60) as http:
             while not done.is_set():
                 t = time.perf_counter()

@@ -32,6 +32,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from codescaler import Reward
+
+    from .workloads import Workload
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "cpp"
@@ -97,7 +103,7 @@ def _engine(shape: str, layers: int | None, dtype: str) -> Path:
     return out
 
 
-def _same_verdicts(questions, responses):
+def _same_verdicts(questions: list[str], responses: list[str]) -> tuple[list[str], list[str], int]:
     """The pairs whose code CPython (Python) and tree-sitter (C++) judge alike, so both scorers run the
     same forward passes; and how many were dropped."""
     from codescaler import _native
@@ -109,7 +115,7 @@ def _same_verdicts(questions, responses):
     return [questions[i] for i in keep], [responses[i] for i in keep], len(responses) - len(keep)
 
 
-def _write(path: Path, questions, responses) -> Path:
+def _write(path: Path, questions: list[str], responses: list[str]) -> Path:
     path.write_text("".join(json.dumps({"question": q, "response": r}, ensure_ascii=False) + "\n"
                             for q, r in zip(questions, responses)))
     return path
@@ -123,7 +129,7 @@ def _percentile(values: list[float], q: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (at - lo)
 
 
-def _python(engine: Path, bon, grpo, repeats: int) -> dict:
+def _python(engine: Path, bon: Workload, grpo: Workload, repeats: int) -> dict[str, Any]:
     from codescaler import RewardModel
 
     t0 = time.perf_counter()
@@ -157,7 +163,7 @@ def _cpp(binary: Path, engine: Path, bon_file: Path, grpo_file: Path, repeats: i
             "bon_best": bon["bon_best"], "grpo_s": grpo["grpo_s"], "describe": bon["engine"]}
 
 
-def _parity(example: Path, engine: Path, grpo_file: Path, python_rewards, threads: int) -> tuple[float, int, int]:
+def _parity(example: Path, engine: Path, grpo_file: Path, python_rewards: list[Reward], threads: int) -> tuple[float, int, int]:
     """Max |reward difference| over items both score with the same verdict; verdict differences; refusals."""
     cmd = [str(example), str(engine), str(grpo_file), "--threads", str(threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

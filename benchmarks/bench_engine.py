@@ -27,7 +27,7 @@ def ranking_agreement(a: list[float], b: list[float], group: int) -> float:
     return same / total if total else 1.0
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
     from tokenizers import Tokenizer

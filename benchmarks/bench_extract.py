@@ -14,6 +14,7 @@ import ast
 import random
 import re
 import time
+from typing import Callable
 
 import codescaler
 from codescaler import _native
@@ -101,7 +102,7 @@ def language_responses(language: str, n: int, per_file: int = 12) -> list[str]:
     return out
 
 
-def best_time(fn, repeat: int) -> float:
+def best_time(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -25,6 +25,8 @@ import copy
 import itertools
 import time
 import warnings
+from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -57,15 +59,15 @@ def kernel_candidates(x: torch.Tensor, w: torch.Tensor) -> dict[str, tuple[str, 
     zp = torch.zeros(n, dtype=torch.int64)
     q_signed = (q8.to(torch.int16) - 128).to(torch.int8)
 
-    def qlinear(q, x_zp, out_dtype):
+    def qlinear(q: torch.Tensor, x_zp: int, out_dtype: torch.dtype) -> torch.Tensor:
         return torch.ops.onednn.qlinear_pointwise(q, 1.0, x_zp, lin._packed, ws, zp, None, 1.0, 0, out_dtype,
                                                   "none", [], "")
 
-    def int_mm():
+    def int_mm() -> torch.Tensor:
         acc = torch._int_mm(q_signed, wq.t())
         return (acc.float() * xs * ws).bfloat16()
 
-    def linear_dynamic(engine):
+    def linear_dynamic(engine: str) -> Callable[[], torch.Tensor]:
         torch.backends.quantized.engine = engine
         with warnings.catch_warnings():  # quantized tensors are deprecated in torch 2.13; the op still works
             warnings.simplefilter("ignore")
@@ -92,7 +94,7 @@ def kernel_candidates(x: torch.Tensor, w: torch.Tensor) -> dict[str, tuple[str, 
     }
 
 
-def run_kernels(args) -> None:
+def run_kernels(args: argparse.Namespace) -> None:
     ok, why = int8.int8_supported()
     print(f"threads {torch.get_num_threads()}; int8: {why}; torch {torch.__version__}")
     peak_n = 2048
@@ -126,7 +128,8 @@ def run_kernels(args) -> None:
 # ---------------------------------------------------------------------------------------------- model
 
 
-def humaneval_groups(model_dir, candidates: int, limit: int | None, max_length: int):
+def humaneval_groups(model_dir: str | Path, candidates: int, limit: int | None,
+                     max_length: int) -> tuple[list[str], list[list[list[int]]]]:
     """(task_ids, groups): each group the token ids of one problem's distinct valid programs, canonical
     first, as the scorer encodes them (codescaler's extraction, the model's chat template)."""
     from codescaler import extract_batch
@@ -150,7 +153,7 @@ def humaneval_groups(model_dir, candidates: int, limit: int | None, max_length: 
     return task_ids, groups
 
 
-def forward_raws(model, seqs: list[list[int]], pad_id: int, batch_tokens: int) -> list[float]:
+def forward_raws(model: torch.nn.Module, seqs: list[list[int]], pad_id: int, batch_tokens: int) -> list[float]:
     """Raw scores of ``seqs`` through the model's own forward: sorted by length, right-padded batches
     under a token budget, results in input order."""
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
@@ -203,7 +206,7 @@ def agreement(ref: list[list[float]], other: list[list[float]]) -> dict:
     }
 
 
-def run_model(args) -> None:
+def run_model(args: argparse.Namespace) -> None:
     from transformers import AutoModelForSequenceClassification
 
     from codescaler.tiny import resolve_model
@@ -220,7 +223,7 @@ def run_model(args) -> None:
     print(f"{len(groups)} HumanEval groups ({args.candidates} candidates, {len(flat)} distinct programs, "
           f"{tokens} tokens, max length {args.max_length}); canonical solution first in each group")
 
-    def int8_model(dtype):
+    def int8_model(dtype: torch.dtype) -> torch.nn.Module:
         m = int8.quantize_model_(copy.deepcopy(base))  # weights quantized from the float32 checkpoint
         return m.to(dtype)
 
@@ -258,7 +261,7 @@ def run_model(args) -> None:
           f"gap among pairs whose order flipped)")
 
 
-def run_speed(args) -> None:
+def run_speed(args: argparse.Namespace) -> None:
     """Forward time at CodeScaler-1.7B's layer shapes (random weights, ``--layers`` of its 28 layers, a
     small vocabulary: the embedding lookup is not what is timed)."""
     from transformers import Qwen3Config, Qwen3ForSequenceClassification
@@ -275,7 +278,7 @@ def run_speed(args) -> None:
         "int8, float32 activations": int8.quantize_model_(copy.deepcopy(base)),
     }
 
-    def forward(model):
+    def forward(model: torch.nn.Module) -> torch.Tensor:
         with torch.inference_mode():
             return model(input_ids=ids).logits
 
@@ -288,7 +291,7 @@ def run_speed(args) -> None:
         print(f"{name:<28} {t:8.2f} {tokens / t:9.0f} {times['bfloat16'] / t:7.2f}x")
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     sub = parser.add_subparsers(dest="part", required=True)

@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 
 from codescaler.kernels.last_token_pool import flat_rows, last_token_pool, last_token_pool_reference, triton
 
 
-def hf_project_then_gather(hidden, index, norm_weight, score_weight, eps):
+def hf_project_then_gather(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor,
+                           score_weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Qwen3ForSequenceClassification after the last layer: RMSNorm and the score head over all B*T rows."""
     x = hidden.reshape(-1, hidden.shape[-1])
     dtype = x.dtype
@@ -24,7 +26,7 @@ def hf_project_then_gather(hidden, index, norm_weight, score_weight, eps):
     return torch.nn.functional.linear(normed, score_weight)[index, 0].to(torch.float32)
 
 
-def time_ms(fn, device: torch.device, reps: int) -> float:
+def time_ms(fn: Callable[[], object], device: torch.device, reps: int) -> float:
     if device.type == "cuda":
         return triton.testing.do_bench(fn, warmup=25, rep=200)
     fn()  # warm-up
@@ -36,7 +38,7 @@ def time_ms(fn, device: torch.device, reps: int) -> float:
     return statistics.median(times)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=2048)

@@ -23,6 +23,7 @@ import socket
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 
 REPLICA = "X-Codescaler-Replica"
 
@@ -46,7 +47,7 @@ def _question_cache(url: str, replicas: set[str]) -> tuple[float, float]:
     return hits, misses
 
 
-def _requests(args) -> list[dict]:
+def _requests(args: argparse.Namespace) -> list[dict]:
     from tokenizers import Tokenizer
 
     from codescaler import tiny
@@ -63,7 +64,7 @@ def _requests(args) -> list[dict]:
     return bodies
 
 
-def _run(args, path, routing: str, port: int, bodies: list[dict]) -> dict:
+def _run(args: argparse.Namespace, path: str | Path, routing: str, port: int, bodies: list[dict]) -> dict:
     from ray import serve
 
     from codescaler.integrations import ray_serve

@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 
-def _step(path, dtype: str, cache: str, role: str) -> None:
+def _step(path: str | Path, dtype: str, cache: str, role: str) -> None:
     """Score the workload twice in this process; print one line per call: role, call, seconds, misses, hits."""
     from tokenizers import Tokenizer
 
@@ -57,7 +58,7 @@ def _redis() -> tuple[str, subprocess.Popen, str]:
     return f"redis://127.0.0.1:{port}/0", proc, folder
 
 
-def _child(args, cache: str, role: str) -> list[list[str]]:
+def _child(args: argparse.Namespace, cache: str, role: str) -> list[list[str]]:
     out = subprocess.run([sys.executable, "-m", "codescaler.benchmarks.bench_reward_cache", "--shape", args.shape,
                           "--dtype", args.dtype, "--child", cache, role], capture_output=True, text=True, check=True)
     return [line.split("\t") for line in out.stdout.splitlines() if "\t" in line]

@@ -127,7 +127,7 @@ def _die_with_parent() -> None:
 
 
 class ServerProcess:
-    def __init__(self, model: str, flags: list[str]):
+    def __init__(self, model: str, flags: list[str]) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -180,11 +180,11 @@ async def run_load(url: str, plan: list[list[Request]], label: str, time_limit: 
     load = Load(label)
     stop_at = time.monotonic() + time_limit
 
-    def lose(why: str):
+    def lose(why: str) -> None:
         load.lost += 1
         load.why_lost[why] = load.why_lost.get(why, 0) + 1
 
-    async def client(requests: list[Request], http: httpx.AsyncClient):
+    async def client(requests: list[Request], http: httpx.AsyncClient) -> None:
         for req in requests:
             started = time.perf_counter()
             while True:
@@ -210,7 +210,7 @@ async def run_load(url: str, plan: list[list[Request]], label: str, time_limit: 
                     load.got.update(zip(req.pairs, _rewards(req, r.json())))
                 break
 
-    async def connected_client(requests: list[Request]):
+    async def connected_client(requests: list[Request]) -> None:
         # One connection per client, as separate processes would have: a pool shared by 200 clients
         # spends more CPU on its own bookkeeping than the server spends on HTTP.
         async with httpx.AsyncClient(timeout=httpx.Timeout(time_limit), limits=one) as http:
@@ -239,7 +239,7 @@ def small_request_ms(url: str, question: str, docs: list[str], reps: int) -> flo
     return 1000 * statistics.median(times)
 
 
-def serve_mode(model: str, flags: list[str], plan, label: str, small, reps: int, time_limit: float) -> tuple[Load, float]:
+def serve_mode(model: str, flags: list[str], plan: list[list[Request]], label: str, small: tuple[str, list[str]], reps: int, time_limit: float) -> tuple[Load, float]:
     server = ServerProcess(model, flags)
     try:
         server.wait_healthy()

@@ -18,6 +18,7 @@ import asyncio
 import json
 import statistics
 import time
+from typing import Callable
 
 from .bench_serve import ServerProcess
 
@@ -40,7 +41,7 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
-async def small_clients(url: str, clients: int, until, serial: list[int]) -> list[float]:
+async def small_clients(url: str, clients: int, until: Callable[[], bool], serial: list[int]) -> list[float]:
     """Latencies of small requests posted back to back by ``clients`` clients while ``until()`` is false."""
     import httpx
 
@@ -90,7 +91,7 @@ async def one_run(url: str, kind: str, megabytes: float, clients: int, baseline_
     return {"kind": kind, "mb": len(body) / 1e6, "alone": alone, "during": during, **done}
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--big", default="code,question", help="comma-separated: code, question")

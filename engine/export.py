@@ -12,17 +12,26 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from codescaler.errors import InputError, ModelLoadError
 
 from codescaler.backends.engine_dir import FORMAT_VERSION, GRAPH, INPUTS, MANIFEST, OUTPUTS, EngineDir, config_hash
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from codescaler.template import ChatTemplate
 
 TOKENIZER_PROBES = ("def f(x):\n    return x + 1\n", "<|im_start|>user\nhi<|im_end|>\n", "déjà vu — 数据 🚀")
 # ONNX protobuf files cannot exceed 2 GB; above this the weights go to an external data file.
 EXTERNAL_DATA_BYTES = 1 << 30
 
 
-def _example_inputs(torch):
+def _example_inputs() -> tuple[torch.Tensor, ...]:
+    import torch
+
     b, t = 2, 8
     ids = torch.zeros((b, t), dtype=torch.long)
     pos = torch.arange(t).repeat(b, 1)
@@ -48,8 +57,8 @@ def _score_matmul_nodes(model_path: Path) -> list[str]:
     return names
 
 
-def _manifest(model: Path, cfg: dict, tokenizer, template, work: Path, *, dtype: str, max_length: int,
-              architecture: str, export_seconds: float) -> dict:
+def _manifest(model: Path, cfg: dict[str, Any], tokenizer: PreTrainedTokenizerBase, template: ChatTemplate,
+              work: Path, *, dtype: str, max_length: int, architecture: str, export_seconds: float) -> dict[str, Any]:
     """The manifest fields every engine kind shares; ``files`` lists what ``work`` holds now."""
     import torch
 
@@ -87,7 +96,7 @@ def _manifest(model: Path, cfg: dict, tokenizer, template, work: Path, *, dtype:
     }
 
 
-def _publish(work: Path, out: Path, manifest: dict) -> EngineDir:
+def _publish(work: Path, out: Path, manifest: dict[str, Any]) -> EngineDir:
     """Write the manifest and move the finished files from ``work`` into ``out``, then open it."""
     (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     for p in work.iterdir():
@@ -96,7 +105,7 @@ def _publish(work: Path, out: Path, manifest: dict) -> EngineDir:
 
 
 def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None, max_length: int = 4096,
-                log=print) -> EngineDir:
+                log: Callable[[str], None] = print) -> EngineDir:
     """Export ``model`` into engine directory ``out`` as the compiled decoder blocks (AOTInductor, for this
     machine's CPU and torch build) plus the weights at ``dtype`` (default: this CPU's default dtype)."""
     import torch
@@ -157,7 +166,8 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
 
 
 def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", quantize: str | None = None,
-                max_length: int = 4096, opset: int | None = None, log=print) -> EngineDir:
+                max_length: int = 4096, opset: int | None = None,
+                log: Callable[[str], None] = print) -> EngineDir:
     """Export ``model`` (a one-label ``*ForSequenceClassification`` folder) into engine directory ``out``."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -194,7 +204,7 @@ def export_onnx(model: str | Path, out: str | Path, *, dtype: str = "float32", q
             warnings.simplefilter("ignore")
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             program = torch.onnx.export(
-                graph, _example_inputs(torch), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                graph, _example_inputs(), input_names=list(INPUTS), output_names=list(OUTPUTS),
                 dynamic_shapes=(row, row, row, row, {0: pooled}), dynamo=True, optimize=True,
                 verbose=False, **({"opset_version": opset} if opset else {}),
             )

@@ -25,7 +25,7 @@ from torch import nn
 class PooledScorer(nn.Module):
     """Wraps a Hugging Face ``*ForSequenceClassification`` (Qwen3, Qwen2, Llama layout) as the scoring graph."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         base = getattr(model, model.base_model_prefix)
         for part in ("embed_tokens", "layers", "norm", "rotary_emb"):
@@ -40,7 +40,8 @@ class PooledScorer(nn.Module):
         self.rotary_emb = base.rotary_emb
         self.score = model.score
 
-    def hidden_states(self, input_ids, position_ids, segment_ids, prefix_ids):
+    def hidden_states(self, input_ids: torch.Tensor, position_ids: torch.Tensor, segment_ids: torch.Tensor,
+                      prefix_ids: torch.Tensor) -> torch.Tensor:
         """Pre-final-norm hidden states (B, T, H) of every token under the layout's attention rule."""
         hidden = self.embed_tokens(input_ids)
         t = input_ids.shape[1]
@@ -56,7 +57,8 @@ class PooledScorer(nn.Module):
             hidden = layer(hidden, attention_mask=mask, position_embeddings=rope, position_ids=position_ids)
         return hidden
 
-    def forward(self, input_ids, position_ids, segment_ids, prefix_ids, pool_index):
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, segment_ids: torch.Tensor,
+                prefix_ids: torch.Tensor, pool_index: torch.Tensor) -> torch.Tensor:
         hidden = self.hidden_states(input_ids, position_ids, segment_ids, prefix_ids)
         pooled = hidden.reshape(-1, hidden.shape[-1]).index_select(0, pool_index)
         return self.score(self.norm(pooled))[:, 0].float()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from codescaler.backends.engine_dir import INPUTS, MANIFEST, EngineDir
 from codescaler.backends.tensorrt_backend import PLAN, require_gpu_and_tensorrt
@@ -18,7 +19,8 @@ from codescaler.errors import EngineBuildError
 
 
 def build_tensorrt(model: str | Path, out: str | Path, *, dtype: str = "float16", max_length: int = 4096,
-                   max_batch_tokens: int = 16384, log=print) -> EngineDir:
+                   max_batch_tokens: int = 16384,
+                   log: Callable[[str], None] = print) -> EngineDir:
     """Export ONNX at ``dtype`` into ``out`` and build a serialized TensorRT engine (``model.plan``) beside it,
     with one optimisation profile covering 1..max_length tokens per row and up to max_batch_tokens tokens."""
     from .export import export_onnx

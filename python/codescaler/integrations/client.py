@@ -140,7 +140,7 @@ class _Base:
         self._headers = {TIMEOUT_HEADER: f"{timeout:g}"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        self._http_options = dict(base_url=self.url, headers=self._headers,
+        self._http_options: dict[str, Any] = dict(base_url=self.url, headers=self._headers,
                                   timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
 
     def __repr__(self) -> str:
@@ -181,7 +181,9 @@ class _Base:
             return _Call("POST", "/v1/rewards", {"groups": chunk, **options}, read,
                          lambda r: [[r] * k for k in sizes], size)
 
-        calls, chunk, size = [], [], 0
+        calls: list[_Call[list[list[Reward]]]] = []
+        chunk: list[dict[str, Any]] = []
+        size = 0
         for q, g in zip(questions, groups):
             if chunk and size + len(g) > self.chunk_items:
                 calls.append(call(chunk, size))

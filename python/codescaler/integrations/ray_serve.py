@@ -199,7 +199,7 @@ class ServeBatchScheduler(Scheduler):
     def __init__(self, model_or_factory: RewardModel | Callable[[], RewardModel], *,
                  batch: Callable[[Job], Coroutine[Any, Any, None]], **kwargs: Any) -> None:
         super().__init__(model_or_factory, **kwargs)
-        self._batch = batch
+        self._serve_batch = batch  # not Scheduler's _batch (the jobs of the call under way)
         self._tasks: set[asyncio.Task] = set()
 
     def start(self) -> None:
@@ -211,7 +211,7 @@ class ServeBatchScheduler(Scheduler):
 
     def submit(self, questions: list[str], responses: list[str], options: dict[str, Any]) -> Job:
         job = super().submit(questions, responses, options)
-        task = asyncio.get_running_loop().create_task(self._batch(job))
+        task = asyncio.get_running_loop().create_task(self._serve_batch(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
@@ -401,12 +401,14 @@ def app(args: dict[str, Any]) -> Application:
     if not model:
         raise InputError("model=PATH is required: 'tiny', a Hugging Face reward-model folder or an engine directory")
     kinds = {f.name: f.type for f in fields(ServeSettings)}
-    serve_args, settings, options = {}, {}, {}
+    serve_args: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     for name, value in args.items():
         if name in SERVE_ARGS:
             serve_args[name] = _parse(name, SERVE_ARGS[name][0], value)
         elif name in SETTINGS:
-            settings[name] = _parse(name, {"float": float, "int": int}.get(kinds[name], str), value)
+            limits[name] = _parse(name, {"float": float, "int": int}.get(kinds[name], str), value)
         elif name in opts.BY_NAME:
             o = opts.BY_NAME[name]
             options[name] = _parse(name, o.kind, value)
@@ -415,7 +417,7 @@ def app(args: dict[str, Any]) -> Application:
             raise InputError(f"unknown argument {name!r}; known: model, {', '.join(known)}")
     options = opts.checked(options)
     knobs = {name: serve_args.get(name, default) for name, (_kind, default, _help) in SERVE_ARGS.items()}
-    settings = ServeSettings(**settings)
+    settings = ServeSettings(**limits)
     if knobs["max_batch_items"] is None:
         knobs["max_batch_items"] = settings.max_items
     for name in ("num_replicas", "max_ongoing_requests", "max_batch_items"):

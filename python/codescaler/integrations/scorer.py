@@ -17,7 +17,7 @@ import asyncio
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, TypeGuard
 
 from codescaler import options as opts
 from codescaler.errors import InputError
@@ -54,7 +54,7 @@ Target = Scorer | AsyncScorer | str | Path
 Prompt = str | list[dict[str, Any]]
 
 
-def is_url(target: object) -> bool:
+def is_url(target: object) -> TypeGuard[str]:
     return isinstance(target, str) and target.startswith(("http://", "https://"))
 
 

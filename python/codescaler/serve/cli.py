@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .settings import API_KEY_ENV
 
@@ -147,7 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _draining_server_class() -> type[uvicorn.Server]:
+def _draining_server_class() -> Callable[[uvicorn.Config, Scheduler, float], uvicorn.Server]:
     import uvicorn
 
     class DrainingServer(uvicorn.Server):

@@ -5,7 +5,7 @@ fails validation, an ``InputError`` from the model, a 404/405 and anything unexp
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError
 from .protocol import JSON_DEPTH, ErrorResponse
+
+if TYPE_CHECKING:
+    from fastapi.responses import Response
 
 
 class ApiError(Exception):
@@ -98,5 +101,6 @@ async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
 
 
 # The app's exception handlers (FastAPI(exception_handlers=HANDLERS)).
-HANDLERS = {ApiError: on_api_error, RequestValidationError: on_invalid, InputError: on_input_error,
-            StarletteHTTPException: on_http_error, Exception: on_unexpected}
+HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
+    ApiError: on_api_error, RequestValidationError: on_invalid, InputError: on_input_error,
+    StarletteHTTPException: on_http_error, Exception: on_unexpected}

@@ -11,13 +11,14 @@ batch retried (``max_restarts``/``max_task_retries``); the count is checked befo
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 # pyarrow and ray are imported inside the functions that use them: `codescaler --help` and every
 # `codescaler score` import this module (add_ray_arguments, wanted), and they are an optional extra; so is
@@ -25,7 +26,11 @@ from typing import Iterable, Iterator
 from .. import options as opts
 from ..errors import CodeScalerError, InputError
 from ..model import RewardModel, lone_surrogate
-from ..records import INTERRUPTED, ScoreSummary, dumps, input_error, interrupted_summary, parse_line
+from ..records import (INTERRUPTED, ScoreSummary, dumps, input_error, interrupted_summary, parse_line,
+                       replaced_on_success)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 JSONL, PARQUET = "jsonl", "parquet"
 EXTENSIONS = {".jsonl": JSONL, ".ndjson": JSONL, ".json": JSONL, ".parquet": PARQUET, ".pq": PARQUET}
@@ -465,20 +470,19 @@ def _parquet_schema(paths: list[str]):
 
 
 class _Writer:
-    """One output file, JSONL or Parquet, written to ``PATH.part`` and renamed when complete. JSONL rows
-    bound for Parquet wait in an unnamed spool file beside it until the schema is known."""
+    """One output file, JSONL or Parquet, written under the name ``name`` (``PATH.part`` from
+    :func:`codescaler.records.replaced_on_success`, which renames it when complete, or "-" for stdout).
+    JSONL rows bound for Parquet wait in an unnamed spool file beside it until the schema is known."""
 
-    def __init__(self, path: str, parquet_inputs: list[str] | None = None):
+    def __init__(self, path: str, name: str, parquet_inputs: list[str] | None = None):
         self.path, self.format = path, _format(path)
-        self.tmp = None if path == "-" else f"{path}.part"
+        self.tmp = None if name == "-" else name
         self._text = self._spool = self._fields = None
         self._schema, self._text_columns = (_parquet_schema(parquet_inputs) if parquet_inputs and self.format == PARQUET
                                        else (None, set()))
         self._parquet = None
         try:
-            if os.path.isdir(path):
-                raise IsADirectoryError(21, "is a folder")
-            self._text = (sys.stdout if path == "-" else
+            self._text = (sys.stdout if self.tmp is None else
                           open(self.tmp, "w", encoding="utf-8") if self.format == JSONL else None)
             if self.format == PARQUET:
                 open(self.tmp, "wb").close()
@@ -544,6 +548,8 @@ class _Writer:
                 self._fields.text.add(exc.name)
 
     def close(self, keep: bool) -> None:
+        """Close the file, completed (the spooled rows written, an empty Parquet file given its schema) when
+        ``keep``; renaming or removing it is the caller's (``replaced_on_success``)."""
         try:
             if self._text is not None and self._text is not sys.stdout:
                 self._text.close()
@@ -553,48 +559,47 @@ class _Writer:
                 self._write_spool()
             if self.tmp is None:
                 sys.stdout.flush()
-            elif keep:
-                if self.format == PARQUET and self._parquet is None and self._spool is None:
-                    import pyarrow as pa  # no rows: still a valid, empty file
-                    import pyarrow.parquet as pq
+            elif keep and self.format == PARQUET and self._parquet is None and self._spool is None:
+                import pyarrow as pa  # no rows: still a valid, empty file
+                import pyarrow.parquet as pq
 
-                    pq.write_table(pa.table(_result_columns([])) if self._schema is None else
-                                   self._schema.empty_table(), self.tmp)
-                os.replace(self.tmp, self.path)
+                pq.write_table(pa.table(_result_columns([])) if self._schema is None else
+                               self._schema.empty_table(), self.tmp)
         finally:
             if self._spool is not None:
                 self._spool.close()
-            if not keep and self.tmp is not None and os.path.exists(self.tmp):
-                os.remove(self.tmp)
 
 
-def write_scored(tables: Iterable, inputs: Inputs, output: str, *, on_rows=None):
+def write_scored(tables: Iterable[pa.Table], inputs: Inputs, output: str, *,
+                 on_rows: Callable[[int], None] | None = None) -> ScoreSummary:
     """Write the scored tables, in order, to ``output``; check that every input row came back once.
     Returns a :class:`codescaler.records.ScoreSummary`. ``on_rows(n)`` is called after each written table."""
     summary = ScoreSummary()
-    writer = _Writer(output, inputs.paths if inputs.format == PARQUET else None)
     # (file, line or row) of every input row, in order: each output row must be the next one
     expected = ((f, n) for f, first, _start, _stop, rows in inputs.chunks for n in range(first, first + rows))
-    done = False
-    try:
-        for table in tables:
-            for got in zip(table.column(FILE).to_pylist(), table.column(ROW).to_pylist()):
-                want = next(expected, None)
-                if got != want:
-                    raise CodeScalerError(f"Ray returned row {got[1]} of {inputs.paths[got[0]]} where row "
-                                          f"{want and want[1]} of {want and inputs.paths[want[0]]} belongs; "
-                                          "the output was not kept")
-            writer.write(table.drop_columns([FILE, ROW]), inputs.format)
-            for status, truncated in zip(table.column("status").to_pylist(), table.column("truncated").to_pylist()):
-                summary.add(status, truncated)
-            if on_rows is not None:
-                on_rows(summary.lines)
-        if summary.lines != inputs.rows:
-            raise CodeScalerError(f"Ray returned {summary.lines} rows for {inputs.rows} input rows; the output "
-                                  "was not kept")
-        done = True
-    finally:
-        writer.close(keep=done)
+    with replaced_on_success(output) if output != "-" else contextlib.nullcontext("-") as name:
+        writer = _Writer(output, name, inputs.paths if inputs.format == PARQUET else None)
+        done = False
+        try:
+            for table in tables:
+                for got in zip(table.column(FILE).to_pylist(), table.column(ROW).to_pylist()):
+                    want = next(expected, None)
+                    if got != want:
+                        raise CodeScalerError(f"Ray returned row {got[1]} of {inputs.paths[got[0]]} where row "
+                                              f"{want and want[1]} of {want and inputs.paths[want[0]]} belongs; "
+                                              "the output was not kept")
+                writer.write(table.drop_columns([FILE, ROW]), inputs.format)
+                for status, truncated in zip(table.column("status").to_pylist(),
+                                             table.column("truncated").to_pylist()):
+                    summary.add(status, truncated)
+                if on_rows is not None:
+                    on_rows(summary.lines)
+            if summary.lines != inputs.rows:
+                raise CodeScalerError(f"Ray returned {summary.lines} rows for {inputs.rows} input rows; the "
+                                      "output was not kept")
+            done = True
+        finally:
+            writer.close(keep=done)
     return summary
 
 

@@ -1,5 +1,5 @@
 // codescaler._native: what the package's production code calls, extract_batch and its constants, with the
-// GIL released around the C++ core. Test helpers live in codescaler._native_testing (testing.cpp).
+// GIL released around the C++ core. Test helpers live in codescaler._native_testing (tests/cpp/native_testing.cpp).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>

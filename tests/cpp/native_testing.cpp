@@ -1,7 +1,8 @@
 // codescaler._native_testing: the C++ core's parts that the tests hold to Python's references (the fence
 // scanners and str.strip, the syntax check alone, the tokenizer, the planner, the Unicode tables). No
-// production code imports it. Like tests/cpp, it reaches two private headers on purpose: the planner
-// (plan.hpp, which only the C++ scorer runs) and the extraction's Unicode tables (text.hpp).
+// production code imports it. It is test code, so it lives here and, like the other tests/cpp programs,
+// reaches private headers: the planner (plan.hpp, which only the C++ scorer runs) and the extraction's
+// Unicode tables (text.hpp). The production module, csrc/bindings/module.cpp, includes public headers only.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>

@@ -218,6 +218,31 @@ def test_bare_command_prints_help_and_version_works():
     assert proc.stdout.strip() == f"codescaler {__version__}"
 
 
+def test_every_command_has_its_own_module_and_help_that_runs():
+    """One module per subcommand, each adding exactly its own parser; `codescaler COMMAND --help` exits 0
+    for every command, in a fresh process that imports none of torch, transformers, rich or tqdm."""
+    import argparse
+
+    from codescaler import cli
+
+    commands = []
+    for add_parser in cli.SUBCOMMANDS:
+        alone = argparse.ArgumentParser().add_subparsers()
+        add_parser(alone)
+        assert len(alone.choices) == 1, add_parser.__module__
+        commands += alone.choices
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert commands == list(sub.choices) == ["score", "demo", "export", "bench", "train-rm", "eval", "serve"]
+    heavy = ("torch", "transformers", "rich", "tqdm")
+    for name in commands:
+        code = (f"import sys\nfrom codescaler.cli import main\ntry:\n    main([{name!r}, '--help'])\n"
+                f"except SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+                f"print('loaded:', sorted(m for m in {heavy!r} if m in sys.modules))")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, (name, proc.stderr)
+        assert f"usage: codescaler {name}" in proc.stdout and "loaded: []" in proc.stdout, name
+
+
 def test_every_command_and_flag_has_help():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name, p in sub.choices.items():

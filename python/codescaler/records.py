@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import InputError
 from .model import lone_surrogate
@@ -98,11 +98,12 @@ def input_error(err: str) -> dict[str, Any]:
     return {"reward": None, "raw_score": None, "status": INPUT_ERROR, "error": err}
 
 
-def dumps(obj: dict[str, Any]) -> str:
-    """``obj`` as one JSON line's text, UTF-8 where it can be."""
-    text = json.dumps(obj, ensure_ascii=False)
+def dumps(obj: dict[str, Any], default: Callable[[Any], Any] | None = None) -> str:
+    """``obj`` as one JSON line's text, UTF-8 where it can be; ``default`` as for ``json.dumps`` (e.g.
+    ``str`` for the dates and decimals of a Parquet row)."""
+    text = json.dumps(obj, ensure_ascii=False, default=default)
     # a lone surrogate (from a JSON escape) cannot be written as UTF-8: keep it escaped
-    return text if lone_surrogate(text) is None else json.dumps(obj)
+    return text if lone_surrogate(text) is None else json.dumps(obj, default=default)
 
 
 @contextlib.contextmanager

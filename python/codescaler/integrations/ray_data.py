@@ -494,7 +494,7 @@ class _Writer:
             if in_format == JSONL:
                 lines = table.column("_row").to_pylist()
             else:
-                lines = [json.dumps(r, ensure_ascii=False, default=str) for r in table.to_pylist()]
+                lines = [dumps(r, default=str) for r in table.to_pylist()]
             self._text.write("".join(line + "\n" for line in lines))
         elif in_format == JSONL:
             import tempfile

@@ -43,11 +43,12 @@ def _random_groups(humaneval, rng, groups=5):
 def test_random_workloads_equal_plain_scoring(qwen3_dir, humaneval, seed):
     qs, rs = _random_groups(humaneval, random.Random(seed))
     fast = RewardModel.from_pretrained(qwen3_dir, dtype="float32", max_batch_tokens=900)
-    got = fast.score(qs, rs)
+    got, stats = fast.score_with_stats(qs, rs)
     want = _plain(qwen3_dir, dtype="float32").score(qs, rs)
     assert [r.status for r in got] == [r.status for r in want]
     assert [(r.raw_score, r.reward) for r in got] == [(r.raw_score, r.reward) for r in want]  # same bits
-    assert fast.last_plan.shared, "the workload has groups, so some prefix must have been shared"
+    assert stats.shared_prefixes, "the workload has groups, so some prefix must have been shared"
+    assert stats.computed_tokens == fast.plan_for(qs, rs).computed_tokens
 
 
 def test_edge_cases_equal_plain_scoring(qwen3_dir, humaneval):
@@ -65,7 +66,7 @@ def test_edge_cases_equal_plain_scoring(qwen3_dir, humaneval):
     assert [r.raw_score is None for r in got] == [False, True, True, True, False, False, False] + [False] * 4
     assert [r.raw_score for r in got] == [r.raw_score for r in want]
     # The over-long question truncates all three answers away: one sequence, scored once.
-    p = fast.last_plan
+    p = fast.plan_for(qs, rs)
     assert len({tuple(p.seqs[p.slot[i]]) for i in (4, 5, 6)}) == 1
 
 
@@ -82,9 +83,9 @@ def test_template_without_an_added_token_before_the_code_is_not_split(tmp_path, 
     full = fast.encoder.encode(qs, [fast_code.code for fast_code in fast.score(qs, rs)])
     assert any(f[: len(alone)] != alone for f in full), "the fixture must tokenize across the boundary"
     assert fast.encoder.encode_split(qs, [r.code for r in fast.score(qs, rs)])[2] == [0] * 4
-    got, want = fast.score(qs, rs), _plain(d, dtype="float32").score(qs, rs)
+    (got, stats), want = fast.score_with_stats(qs, rs), _plain(d, dtype="float32").score(qs, rs)
     assert [a.raw_score for a in got] == [b.raw_score for b in want]
-    assert not fast.last_plan.shared
+    assert not stats.shared_prefixes
 
 
 def test_boundary_is_the_question_up_to_the_last_added_token(qwen3_dir, humaneval):
@@ -165,7 +166,7 @@ def test_shared_groups_equal_plain_scoring_on_every_architecture(model_dirs, hum
     codes = [(humaneval[i]["prompt"] + humaneval[i]["canonical_solution"]).strip() for i in (1, 2, 3, 9)]
     fast = RewardModel.from_pretrained(model_dirs[name], dtype="float32", max_batch_tokens=200)
     got = fast.score_code([q] * 4, codes)
-    p = fast.last_plan  # the group split over several passes, each running the prefix
+    p = fast.plan_for([q] * 4, [fenced(c) for c in codes])  # the group split over several passes, each running the prefix
     assert len(p.packs) > 1 and sum(1 for pk in p.packs for u in pk if u.prefix) > 1
     want = _plain(model_dirs[name], dtype="float32").score_code([q] * 4, codes)
     assert max(abs(a - b) for a, b in zip(got, want)) <= TOL

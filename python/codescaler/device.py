@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _cpu_flags() -> set[str]:
@@ -26,7 +30,7 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(_cpu_flags())
 
 
-def matmul_seconds(dtype, n: int, reps: int = 3) -> float:
+def matmul_seconds(dtype: torch.dtype, n: int, reps: int = 3) -> float:
     """Best wall time of an n x n x n matmul at ``dtype`` (after one warm-up)."""
     import torch
 

@@ -4,13 +4,16 @@ use: up to a cut where its tokens provably equal the whole text's first tokens."
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import re
 import threading
 from pathlib import Path
 
 from .template import ChatTemplate
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 class RustTokenizer:
@@ -29,7 +32,7 @@ class RustTokenizer:
         self.truncation_side = "right"
 
     @property
-    def backend_tokenizer(self):
+    def backend_tokenizer(self) -> Tokenizer:
         """The ``tokenizers.Tokenizer`` itself, as ``PreTrainedTokenizerFast`` names it."""
         return self._tok
 
@@ -40,7 +43,7 @@ class RustTokenizer:
     def added_tokens_decoder(self) -> dict:
         return self._tok.get_added_tokens_decoder()
 
-    def __call__(self, texts, *, truncation: bool = False, max_length: int | None = None,
+    def __call__(self, texts: str | Sequence[str], *, truncation: bool = False, max_length: int | None = None,
                  add_special_tokens: bool = True, return_offsets_mapping: bool = False) -> dict:
         one = isinstance(texts, str)
         with self._lock:
@@ -83,7 +86,7 @@ class Encoder:
     always seen whole; when even an empty question does not fit, it falls back to right truncation.
     """
 
-    def __init__(self, tokenizer, template: ChatTemplate, max_length: int, truncation: str = "right"):
+    def __init__(self, tokenizer: Any, template: ChatTemplate, max_length: int, truncation: str = "right"):
         if not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"max_length must be a positive int, got {max_length!r}")
         if truncation not in TRUNCATIONS:
@@ -151,7 +154,8 @@ class Encoder:
         out, over, questions, texts = self._encode(questions, codes, truncation)
         return out, over, self.boundaries(questions, texts, out)
 
-    def _encode(self, questions: Sequence[str], codes: Sequence[str], truncation: str | None):
+    def _encode(self, questions: Sequence[str], codes: Sequence[str],
+                truncation: str | None) -> tuple[list[list[int]], list[bool], list[str], list[str]]:
         """(ids, truncated flags, the questions and rendered texts the ids are of) as ``encode_split``
         describes, without the boundaries."""
         truncation = self.truncation if truncation is None else truncation
@@ -249,7 +253,7 @@ def _cut_at(text: str, at: int, added: Sequence[str]) -> int:
         at = j + 1
 
 
-def _cut_safe(tokenizer) -> tuple[str, ...] | None:
+def _cut_safe(tokenizer: Any) -> tuple[str, ...] | None:
     """The tokenizer's added tokens when ``_CUT`` holds for it: a Hugging Face fast tokenizer with NFC or no
     normalizer, Qwen's split then byte-level BPE without dropout, and added tokens that strip nothing and
     are ASCII or matched before normalization. None for any other tokenizer, whose texts are tokenized whole."""
@@ -275,7 +279,7 @@ def _cut_safe(tokenizer) -> tuple[str, ...] | None:
     return tuple(t.content for t in added if t.content)
 
 
-def _added_token_ends(template: ChatTemplate, tokenizer) -> list[int]:
+def _added_token_ends(template: ChatTemplate, tokenizer: Any) -> list[int]:
     """End offsets in the template splice's middle of the tokenizer's added tokens there, last first."""
     splice = template.splice
     if splice is None:
@@ -290,7 +294,7 @@ def _added_token_ends(template: ChatTemplate, tokenizer) -> list[int]:
     return sorted(ends, reverse=True)
 
 
-def _special_tail(tokenizer) -> int:
+def _special_tail(tokenizer: Any) -> int:
     """How many special tokens the tokenizer's post-processor appends after a text (e.g. an EOS)."""
     bare = list(tokenizer("x", add_special_tokens=False)["input_ids"])
     full = list(tokenizer("x")["input_ids"])

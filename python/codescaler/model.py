@@ -1,19 +1,22 @@
-"""``RewardModel``: extraction, template, tokenization, planning, a backend's forward pass and shaping."""
+"""``RewardModel`` composes the stages: extract -> encode (template, tokenizer) -> plan -> backend -> shape.
+What a path loads into (backend, tokenizer, template) is :mod:`codescaler.loader`'s business; the results'
+conversion (:meth:`Reward.as_dict`), regrouping (:func:`regroup`) and Best-of-N's pick (:func:`best_index`)
+live here once for every entry point."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
-
-from .backends.layout import padded
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 from . import options as opts
 from . import reward_cache as rcache
+from .backends.base import Backend, QuestionCache, Unit
 from .encode import Encoder
-from .errors import InputError, ModelLoadError
+from .errors import InputError
 from .extract import extract_batch
-from .plan import plan
+from .loader import load, load_tokenizer  # load_tokenizer: training/train.py imports it from here
+from .plan import Plan, plan
 from .shape import shape
 from .template import ChatTemplate
 
@@ -55,6 +58,29 @@ def regroup(flat: Sequence[Any], sizes: Iterable[int]) -> list[list[Any]]:
 
 
 @dataclass(frozen=True)
+class CallStats:
+    """What one scoring call ran, returned with its rewards (:meth:`RewardModel.score_with_stats`)."""
+
+    item_tokens: list[int]  # per item, its sequence's tokens; 0 when not run (no valid code, or a cached score)
+    computed_tokens: int    # tokens the forward passes ran, padding included
+    padded_tokens: int      # of those, padding (padded batches: ONNX Runtime, TensorRT)
+    passes: int             # forward passes
+    shared_prefixes: int    # questions run once for several answers
+    reward_cache_hits: int  # items whose raw score came from the reward cache
+
+
+def _passes(p: Plan) -> Iterator[tuple[list[int], list[Unit]]]:
+    """Each forward pass of ``p`` as the backend takes it (units) and the plan's sequences its scores are
+    of: a packed pass's units, or a padded batch's sequences as units without a prefix."""
+    for pack in p.packs:
+        yield ([k for u in pack for k in u.members],
+               [Unit(p.seqs[u.members[0]][:u.prefix], [p.seqs[k][u.prefix:] for k in u.members],
+                     [p.pools[k] - u.prefix for k in u.members]) for u in pack])
+    for batch in p.batches:
+        yield batch, [Unit((), [p.seqs[k]], [p.pools[k]]) for k in batch]
+
+
+@dataclass(frozen=True)
 class BestOfN:
     """The winner of a Best-of-N pick: ties go to the earliest candidate."""
 
@@ -63,7 +89,8 @@ class BestOfN:
     details: list[Reward]
 
 
-def checked_strings(name: str, values) -> list[str]:
+def checked_strings(name: str, values: Iterable[str]) -> list[str]:
+    """``values`` as a list, each checked to be a str (a TypeError naming ``name[i]`` otherwise)."""
     if isinstance(values, str) or not hasattr(values, "__iter__"):
         raise TypeError(f"{name} must be a sequence of str, got {type(values).__name__}")
     values = list(values)
@@ -101,7 +128,7 @@ def check_encodable(name: str, values: list[str]) -> None:
         check_unicode(f"{name}[{i}]", v)
 
 
-def _checked_pair(i: int, question, response) -> None:
+def _checked_pair(i: int, question: str, response: str) -> None:
     """Pair ``i`` of a stream, checked as :func:`checked_pairs` checks lists (indices count from the stream's start)."""
     for name, v in (("questions", question), ("responses", response)):
         if not isinstance(v, str):
@@ -109,7 +136,8 @@ def _checked_pair(i: int, question, response) -> None:
         check_unicode(f"{name}[{i}]", v)
 
 
-def checked_pairs(qname: str, questions, aname: str, answers) -> tuple[list[str], list[str]]:
+def checked_pairs(qname: str, questions: Sequence[str], aname: str, answers: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Two lists of str of the same length, valid Unicode, named ``qname`` and ``aname`` in errors."""
     qs, answers = checked_strings(qname, questions), checked_strings(aname, answers)
     if len(qs) != len(answers):
         raise InputError(f"{qname} has {len(qs)} items but {aname} has {len(answers)}")
@@ -118,62 +146,20 @@ def checked_pairs(qname: str, questions, aname: str, answers) -> tuple[list[str]
     return qs, answers
 
 
-def _quiet_transformers():
-    """Silence transformers' progress bars and warnings while loading, restoring the user's settings."""
-    import contextlib
-
-    from transformers.utils import logging as hf_logging
-
-    @contextlib.contextmanager
-    def quiet():
-        bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-        try:
-            yield
-        finally:
-            hf_logging.set_verbosity(level)
-            if bar:
-                hf_logging.enable_progress_bar()
-
-    return quiet()
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _auto_tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer
-
-
-def load_tokenizer(auto, path: Path):
-    try:
-        tokenizer = auto.from_pretrained(path)
-    except Exception as exc:
-        raise ModelLoadError(f"{path}: cannot load the tokenizer ({exc})") from exc
-    # transformers warns once that a text longer than the tokenizer's model_max_length "will result in
-    # indexing errors"; not here: the encoder truncates every conversation to max_length itself.
-    warned = getattr(tokenizer, "deprecation_warnings", None)
-    if isinstance(warned, dict):
-        warned["sequence-length-is-longer-than-the-specified-maximum"] = True
-    return tokenizer
-
-
 class RewardModel:
     """A CodeScaler reward model ready to score. Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, backend, tokenizer, *, source: str, options: dict, template: ChatTemplate | None = None):
+    def __init__(self, backend: Backend, tokenizer: Any, *, source: str, options: dict[str, Any],
+                 template: ChatTemplate | None = None):
         self.backend = backend
         self.source = source
         self.options = options
         self.template = template or ChatTemplate(tokenizer, source=source)
         self.encoder = Encoder(tokenizer, self.template, options["max_length"], options["truncation"])
         self.reward_cache: rcache.RewardCache | None = None  # attached by from_pretrained after the warm-up
+        # Deprecated: the plan of the last call, kept only for readers outside codescaler/ that have not
+        # moved to score_with_stats() / plan_for(); statistics now come back with each call.
+        self.last_plan: Plan | None = None
         # One small pass through every stage (tokenizer threads, compiled blocks, attention kernels), so
         # the first real call costs what later ones do.
         self.score(["warm-up"], ["```python\npass\n```"])
@@ -226,90 +212,18 @@ class RewardModel:
         - ``threads``: CPU threads for the model (``torch.set_num_threads`` is process-wide) and for
           extraction. ``compile`` (torch on CPU): ``"auto"`` runs the decoder blocks compiled by AOTInductor, built once per machine and layer shape and cached; ``"off"`` runs them eagerly.
         """
-        from .backends.engine_dir import EngineDir
-
-        from .tiny import resolve_model
-
-        named = dict(truncation=truncation, policy=policy, language=language, score_empty=score_empty,
-                     share_prefix=share_prefix, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
-                     prefix_cache_mb=prefix_cache_mb, threads=threads, compile=compile,
-                     reward_cache=reward_cache, reward_cache_entries=reward_cache_entries,
+        named = dict(max_length=max_length, truncation=truncation, policy=policy, language=language,
+                     score_empty=score_empty, share_prefix=share_prefix, max_batch_tokens=max_batch_tokens,
+                     max_batch_size=max_batch_size, prefix_cache_mb=prefix_cache_mb, threads=threads,
+                     compile=compile, reward_cache=reward_cache, reward_cache_entries=reward_cache_entries,
                      reward_cache_ttl=reward_cache_ttl)
         given = {"backend": backend, "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
-                 "max_length": max_length, **{k: v for k, v in named.items() if v is not None}}
-        checked = {**opts.defaults(), **opts.checked(given)}
-        backend, threads = checked["backend"], checked["threads"]
-        store = rcache.open_store(checked)  # before the load: a bad Redis URL fails at once
-        path = resolve_model(path)
-        if EngineDir.is_engine(path):
-            from .backends.onnx_backend import OnnxBackend
-
-            engine = EngineDir.open(path)
-            kind = engine.kind
-            allowed = ("auto", "torch") if kind == "aoti" else ("auto", "onnx", "tensorrt")
-            if backend not in allowed:
-                raise InputError(f"{path} is an engine directory ({kind}); it runs on backend "
-                                 f"{allowed[1]!r}, not {backend!r}")
-            if backend == "auto" and "tensorrt" in engine.manifest and _cuda_available():
-                backend = "tensorrt"
-            if checked["dtype"] is not None and checked["dtype"] != engine.manifest["dtype"]:
-                raise InputError(f"{path}: the engine was exported as {engine.manifest['dtype']}; "
-                                 f"dtype={checked['dtype']!r} needs another export")
-            if max_length is None:
-                checked["max_length"] = engine.max_length
-            elif max_length > engine.max_length:
-                raise InputError(f"max_length {max_length} exceeds the engine's {engine.max_length} "
-                                 f"({path / 'manifest.json'}); re-export with --max-length {max_length}")
-            template = None
-            recorded = engine.manifest.get("template")
-            # The recorded splice stands in for Jinja only when it covers every pair; a guarded one
-            # (refuse strings) needs the tokenizer's template for the pairs it refuses.
-            if kind == "aoti" and recorded and not recorded.get("refuse"):
-                from .encode import RustTokenizer
-                from .template import Splice
-
-                tokenizer = RustTokenizer(path / "tokenizer.json", engine.manifest["tokenizer"]["pad_id"])
-                template = ChatTemplate(None, splice=Splice(**recorded))
-            else:
-                tokenizer = load_tokenizer(_auto_tokenizer(), path)
-            engine.check_tokenizer(tokenizer)
-            if kind == "aoti":
-                from .backends.torch_backend import TorchBackend
-
-                engine.check_machine()
-                if threads is not None:
-                    import torch
-
-                    torch.set_num_threads(threads)
-                runner = TorchBackend.from_engine(engine, prefix_cache_mb=checked["prefix_cache_mb"])
-            elif backend == "tensorrt":
-                from .backends.tensorrt_backend import TensorRTBackend
-
-                runner = TensorRTBackend(engine)
-            else:
-                runner = OnnxBackend(engine, providers=providers, threads=threads)
-        else:
-            from .backends.torch_backend import TorchBackend, check_model_dir
-
-            if backend in ("onnx", "tensorrt"):
-                raise InputError(f"{path} is a Hugging Face folder; backend {backend!r} needs an engine directory "
-                                 f"(codescaler export --model {path} --out ENGINE_DIR)")
-            check_model_dir(path)
-            tokenizer = load_tokenizer(_auto_tokenizer(), path)
-            if threads is not None:
-                import torch
-
-                torch.set_num_threads(threads)
-            with _quiet_transformers():
-                runner = TorchBackend(path, dtype=dtype, device=device, compile=checked["compile"],
-                                      prefix_cache_mb=checked["prefix_cache_mb"])
-        checked["backend"] = runner.name
-        checked["dtype"] = runner.dtype
-        checked["max_length"] = checked["max_length"] or 4096
-        model = cls(runner, tokenizer, source=str(path), options=checked,
-                    template=template if EngineDir.is_engine(path) else None)
-        model.reward_cache = rcache.attach(store, path, runner)  # after the warm-up: counters start at 0
-        return model
+                 **{k: v for k, v in named.items() if v is not None}}
+        loaded = load(path, given, dtype=dtype, device=device, providers=providers)
+        model = cls(loaded.backend, loaded.tokenizer, source=str(loaded.path), options=loaded.options,
+                    template=loaded.template)
+        model.reward_cache = rcache.attach(loaded.store, loaded.path, loaded.backend)  # after the warm-up:
+        return model                                                                     # counters start at 0
 
     @property
     def max_length(self) -> int:
@@ -326,11 +240,10 @@ class RewardModel:
         return self.backend.name
 
     @property
-    def prefix_cache(self):
+    def prefix_cache(self) -> QuestionCache | None:
         """The question cache (``backends.decoder.PrefixCache``: ``hits``, ``misses``, ``bytes``...), or None
         when the backend has none or ``prefix_cache_mb=0``."""
-        decoder = getattr(self.backend, "decoder", None)
-        return getattr(decoder, "prefix_cache", None)
+        return self.backend.prefix_cache
 
     @property
     def max_batch_tokens(self) -> int:
@@ -346,20 +259,18 @@ class RewardModel:
 
     def describe(self) -> str:
         """One line naming the model, backend, dtype (and why) and device, for logs and summaries."""
-        reason = getattr(self.backend, "dtype_reason", None)
-        device = getattr(self.backend, "device", "cpu")
+        reason = self.backend.dtype_reason
         dtype = f"{self.dtype} ({reason})" if reason else self.dtype
-        return f"{self.source} on {self.backend_name}, {dtype}, {device}, max_length {self.max_length}"
+        return f"{self.source} on {self.backend_name}, {dtype}, {self.backend.device}, max_length {self.max_length}"
 
-    def _call(self, given: dict) -> dict:
+    def _call(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Per-call options: the model's defaults, overridden by what the call passed (None: default)."""
-        return {**{n: self.options[n] for n in opts.PER_CALL},
-                **opts.checked({k: v for k, v in given.items() if v is not None}, names=opts.PER_CALL)}
+        return opts.per_call(given, self.options)
 
-    def _raw_scores(self, questions: list[str], codes: list[str], run: list[bool],
-                    truncation: str | None = None) -> tuple[list[float | None], list[bool]]:
-        """Raw scores of the (question, code) pairs whose ``run`` flag is set (None elsewhere), and
-        whether each run pair was truncated."""
+    def _sequences(self, questions: list[str], codes: list[str], run: list[bool],
+                   truncation: str) -> tuple[list[list[int] | None], list[int], list[bool]]:
+        """Per pair: its token ids (None when its ``run`` flag is not set), its question/answer boundary
+        and whether it was truncated."""
         idx = [i for i, r in enumerate(run) if r]
         encoded, over, cuts = self.encoder.encode_split([questions[i] for i in idx], [codes[i] for i in idx],
                                                         truncation)
@@ -370,58 +281,84 @@ class RewardModel:
             seqs[i] = s
             truncated[i] = o
             bounds[i] = b
+        return seqs, bounds, truncated
+
+    def _plan(self, seqs: Sequence[Sequence[int] | None], bounds: Sequence[int]) -> Plan:
+        return plan(seqs, bounds, self.backend.pad_id, packed=self.backend.packs, share=self.share_prefix,
+                    max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
+
+    def _raw_scores(self, questions: list[str], codes: list[str], run: list[bool],
+                    truncation: str) -> tuple[list[float | None], list[bool], CallStats]:
+        """Raw scores of the (question, code) pairs whose ``run`` flag is set (None elsewhere), whether
+        each run pair was truncated, and what the call ran."""
+        seqs, bounds, truncated = self._sequences(questions, codes, run, truncation)
         # The reward cache: exact only while the backend's scores do not depend on their batch.
-        cache = self.reward_cache if getattr(getattr(self.backend, "decoder", None), "invariant", False) else None
+        cache = self.reward_cache if self.backend.invariant else None
         keys: dict[int, bytes] = {}
         cached: dict[bytes, float] = {}
-        if cache is not None and idx:
-            keys = {i: cache.key(seqs[i], bounds[i]) for i in idx}
-            cached = cache.get(list(dict.fromkeys(keys.values())))
+        if cache is not None:
+            keys = {i: cache.key(s, bounds[i]) for i, s in enumerate(seqs) if s is not None}
+            if keys:
+                cached = cache.get(list(dict.fromkeys(keys.values())))
             for i, k in keys.items():
                 if k in cached:
                     seqs[i] = None  # not planned: no forward pass
-        packs = getattr(self.backend, "packs", False)
-        p = plan(seqs, bounds, self.backend.pad_id, packed=packs, share=self.share_prefix,
-                 max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size)
-        self.last_plan = p
+        p = self._plan(seqs, bounds)
+        self.last_plan = p  # deprecated: see __init__
         scores = [0.0] * len(p.seqs)
-        for pack in p.packs:
-            from .backends.decoder import Unit
-
-            got = self.backend.score_units([
-                Unit(p.seqs[u.members[0]][:u.prefix], [p.seqs[k][u.prefix:] for k in u.members],
-                     [p.pools[k] - u.prefix for k in u.members]) for u in pack])
-            for k, v in zip((k for u in pack for k in u.members), got):
-                scores[k] = v
-        for batch in p.batches:
-            got = self.backend.score_layout(padded([p.seqs[k] for k in batch], [p.pools[k] for k in batch],
-                                                   self.backend.pad_id))
-            for k, v in zip(batch, got.tolist()):
+        for members, units in _passes(p):
+            for k, v in zip(members, self.backend.score(units)):
                 scores[k] = v
         raws = [scores[k] if k >= 0 else None for k in p.slot]
+        hits = 0
         if cache is not None:
             cache.put({k: raws[i] for i, k in keys.items() if k not in cached})
             for i, k in keys.items():
                 if k in cached:
                     raws[i] = cached[k]
-        return raws, truncated
+                    hits += 1
+        stats = CallStats(item_tokens=[len(p.seqs[k]) if k >= 0 else 0 for k in p.slot],
+                          computed_tokens=p.computed_tokens, padded_tokens=p.padded_tokens,
+                          passes=len(p.packs) + len(p.batches), shared_prefixes=len(p.shared),
+                          reward_cache_hits=hits)
+        return raws, truncated, stats
 
     def score(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
               language: str | None = None, score_empty: bool | None = None,
               truncation: str | None = None) -> list[Reward]:
         """One :class:`Reward` per response. Responses without valid code get 0.0 without a forward pass;
         ``score_empty=True`` runs the model on their empty answer anyway (as upstream does) to fill
-        ``raw_score``; the reward stays 0.0. Options left at None take the model's defaults."""
+        ``raw_score``; the reward stays 0.0. Options left at None take the model's defaults.
+        :meth:`score_with_stats` also returns what the call ran."""
+        return self.score_with_stats(questions, responses, policy=policy, language=language,
+                                     score_empty=score_empty, truncation=truncation)[0]
+
+    def score_with_stats(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
+                         language: str | None = None, score_empty: bool | None = None,
+                         truncation: str | None = None) -> tuple[list[Reward], CallStats]:
+        """:meth:`score`'s rewards and the :class:`CallStats` of this call (tokens, passes, cache hits):
+        returned with the results, so a caller reads the statistics of its own call whatever else runs."""
         o = self._call(dict(policy=policy, language=language, score_empty=score_empty, truncation=truncation))
         questions, responses = checked_pairs("questions", questions, "responses", responses)
         found = extract_batch(responses, policy=o["policy"], language=o["language"], threads=self.options["threads"])
         codes = [e.code for e in found]
-        raws, truncated = self._raw_scores(questions, codes, [e.valid or o["score_empty"] for e in found],
-                                           o["truncation"])
-        return [
-            Reward(shape(raw, e.valid) if e.valid else 0.0, raw, e.code, e.status, t)
-            for e, raw, t in zip(found, raws, truncated)
-        ]
+        raws, truncated, stats = self._raw_scores(questions, codes, [e.valid or o["score_empty"] for e in found],
+                                                  o["truncation"])
+        rewards = [Reward(shape(raw, e.valid) if e.valid else 0.0, raw, e.code, e.status, t)
+                   for e, raw, t in zip(found, raws, truncated)]
+        return rewards, stats
+
+    def plan_for(self, questions: Sequence[str], responses: Sequence[str], *, policy: str | None = None,
+                 language: str | None = None, score_empty: bool | None = None,
+                 truncation: str | None = None) -> Plan:
+        """The forward passes :meth:`score` would plan for these pairs (no reward cache consulted, nothing
+        run): for tests and benchmarks that look at what sharing, deduplication and budgets do."""
+        o = self._call(dict(policy=policy, language=language, score_empty=score_empty, truncation=truncation))
+        questions, responses = checked_pairs("questions", questions, "responses", responses)
+        found = extract_batch(responses, policy=o["policy"], language=o["language"], threads=self.options["threads"])
+        seqs, bounds, _ = self._sequences(questions, [e.code for e in found],
+                                          [e.valid or o["score_empty"] for e in found], o["truncation"])
+        return self._plan(seqs, bounds)
 
     def score_code(self, questions: Sequence[str], codes: Sequence[str], *,
                    truncation: str | None = None) -> list[float]:
@@ -431,7 +368,7 @@ class RewardModel:
         return self._raw_scores(questions, codes, [True] * len(codes), o["truncation"])[0]
 
     def score_groups(self, questions: Sequence[str], responses_per_question: Sequence[Sequence[str]],
-                     **options) -> list[list[Reward]]:
+                     **options: str | bool | None) -> list[list[Reward]]:
         """Rewards for groups of responses, one group per question (a GRPO step); options as :meth:`score`."""
         questions = checked_strings("questions", questions)
         if isinstance(responses_per_question, str) or len(responses_per_question) != len(questions):
@@ -445,7 +382,7 @@ class RewardModel:
         return regroup(flat, map(len, groups))
 
     def score_iter(self, pairs: Iterable[tuple[str, str]], *, chunk_items: int = 512,
-                   chunk_chars: int = 4_000_000, **options) -> Iterator[Reward]:
+                   chunk_chars: int = 4_000_000, **options: str | bool | None) -> Iterator[Reward]:
         """Stream rewards for an iterable of (question, response) pairs, in input order.
 
         Pairs are scored in chunks of at most ``chunk_items`` pairs and about ``chunk_chars`` characters,
@@ -471,7 +408,7 @@ class RewardModel:
         if qs:
             yield from self.score(qs, rs, **options)
 
-    def best_of_n(self, question: str, candidates: Sequence[str], **options) -> BestOfN:
+    def best_of_n(self, question: str, candidates: Sequence[str], **options: str | bool | None) -> BestOfN:
         """Score every candidate response for one question and pick the highest reward (ties to the
         earliest); options as :meth:`score`."""
         if not isinstance(question, str):

@@ -9,9 +9,12 @@ the names cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import argparse
 
 BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -121,7 +124,7 @@ def defaults() -> dict[str, Any]:
     return {o.name: o.default for o in OPTIONS}
 
 
-def checked(values: Mapping[str, Any], *, names=None) -> dict[str, Any]:
+def checked(values: Mapping[str, Any], *, names: Iterable[str] | None = None) -> dict[str, Any]:
     """``values`` validated against the table (unknown names are an error); only the names given."""
     allowed = BY_NAME if names is None else {n: BY_NAME[n] for n in names}
     out = {}
@@ -133,7 +136,22 @@ def checked(values: Mapping[str, Any], *, names=None) -> dict[str, Any]:
     return out
 
 
-def add_arguments(parser, names=None) -> None:
+def split(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``values`` checked against the table, None values left out, as (per-call options, load-time
+    options): what a caller holding both passes to ``score`` and to ``from_pretrained``."""
+    given = checked({k: v for k, v in values.items() if v is not None})
+    return ({k: v for k, v in given.items() if k in PER_CALL},
+            {k: v for k, v in given.items() if k not in PER_CALL})
+
+
+def per_call(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """Every per-call option: ``given``'s checked (None: not given, an unknown or load-time name: an
+    :class:`InputError`), the others from ``defaults`` (a model's options)."""
+    return {**{n: defaults[n] for n in PER_CALL},
+            **checked({k: v for k, v in given.items() if v is not None}, names=PER_CALL)}
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
     """Add one command-line flag per option (``max_batch_tokens`` -> ``--max-batch-tokens``); booleans
     get ``--x``/``--no-x``. Flags left unset keep the API's defaults."""
     import argparse
@@ -149,7 +167,7 @@ def add_arguments(parser, names=None) -> None:
                                 metavar=None if choices else opt.name.upper(), help=opt.help + default)
 
 
-def from_args(args, names=None) -> dict[str, Any]:
+def from_args(args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, Any]:
     """The options a parsed command line set explicitly (the rest keep the API's defaults)."""
     picked = OPTIONS if names is None else [BY_NAME[n] for n in names]
     return {o.name: getattr(args, o.name) for o in picked if getattr(args, o.name, None) is not None}

@@ -20,7 +20,7 @@ cuts them into micro-batches under a padded-token budget.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .encode import pool_index
 
@@ -58,8 +58,14 @@ class Plan:
             n += len(b) * max(len(self.seqs[k]) for k in b)
         return n
 
+    @property
+    def padded_tokens(self) -> int:
+        """Of :attr:`computed_tokens`, the padding of the padded batches."""
+        return sum(len(b) * max(len(self.seqs[k]) for k in b) - sum(len(self.seqs[k]) for k in b)
+                   for b in self.batches)
 
-def _cut(order: Sequence[int], width, max_batch_tokens: int, max_batch_size: int, packed: bool) -> list[list[int]]:
+
+def _cut(order: Sequence[int], width: Callable[[int], int], max_batch_tokens: int, max_batch_size: int, packed: bool) -> list[list[int]]:
     """Consecutive micro-batches of ``order`` (longest first) under the token budget: padded tokens
     (batch size x longest) for padded batches, the sum of lengths for packed ones."""
     batches: list[list[int]] = []

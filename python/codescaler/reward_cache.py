@@ -21,9 +21,14 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from .errors import InputError, ModelLoadError
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+T = TypeVar("T")
 
 LOG = logging.getLogger("codescaler.reward_cache")
 
@@ -68,20 +73,19 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
-def runtime_identity(backend) -> dict:
+def runtime_identity(backend: Backend) -> dict[str, Any]:
     """What a torch backend's raw scores depend on besides the weights and the tokens."""
     # inside the function: both import torch, which `import codescaler` (this module's importer) does not
     from .backends.aoti import machine_key
     from .backends.decoder import ROW_TILE
 
-    device = getattr(backend, "device", "cpu")
-    identity = {"backend": backend.name, "dtype": backend.dtype, "device": str(device),
-                "compile": "eager" if getattr(backend, "compiled", "eager") == "eager" else "aoti",
+    identity = {"backend": backend.name, "dtype": backend.dtype, "device": backend.device,
+                "compile": "eager" if backend.compiled == "eager" else "aoti",
                 "machine": machine_key(), "row_tile": ROW_TILE}
-    if getattr(device, "type", "cpu") == "cuda":
+    if backend.device.startswith("cuda"):
         import torch
 
-        identity["gpu"] = torch.cuda.get_device_name(device)
+        identity["gpu"] = torch.cuda.get_device_name(backend.device)
     return identity
 
 
@@ -163,7 +167,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._call(lambda: self.client.ping())  # an unreachable server at start is an outage, not a load error
 
-    def _call(self, fn):
+    def _call(self, fn: Callable[[], T]) -> T | None:
         """``fn()``'s result, or None when Redis is in backoff or fails (counted, logged once per outage)."""
         with self._lock:
             if self._down and time.monotonic() < self._retry_at:
@@ -195,7 +199,7 @@ class RedisStore:
         return [None if v is None or len(v) != 8 else struct.unpack("<d", v)[0] for v in got]
 
     def put_many(self, items: dict[bytes, float]) -> int:
-        def put():
+        def put() -> bool:
             pipe = self.client.pipeline(transaction=False)
             for k, v in items.items():
                 pipe.set(REDIS_PREFIX + k, struct.pack("<d", v), ex=self.ttl or None)
@@ -215,7 +219,7 @@ class RewardCache:
     looked up (a miss is a sequence the model ran), ``errors`` failed store operations (Redis),
     ``stored_bytes`` the keys and values written."""
 
-    def __init__(self, store, identity: dict):
+    def __init__(self, store: MemoryStore | RedisStore, identity: dict[str, Any]):
         self.store = store
         self.namespace = hashlib.sha256(json.dumps({"format": FORMAT, **identity}, sort_keys=True).encode()).digest()
         self.hits = 0
@@ -269,13 +273,13 @@ def open_store(options: dict) -> MemoryStore | RedisStore | None:
     return RedisStore(spec, options["reward_cache_ttl"])
 
 
-def attach(store, path: Path, backend) -> RewardCache | None:
+def attach(store: MemoryStore | RedisStore | None, path: Path, backend: Backend) -> RewardCache | None:
     """A cache over ``store`` for the model at ``path`` run by ``backend``, or None when there is no store
     or the backend's scores depend on their batch (ONNX Runtime, TensorRT), which only the default
     ``memory`` may ask for without an error."""
     if store is None:
         return None
-    if not getattr(getattr(backend, "decoder", None), "invariant", False):
+    if not backend.invariant:
         if store.kind != MEMORY:
             raise InputError(f"reward_cache {store.url!r} needs the torch backend: {backend.name} scores depend "
                              f"on what shares their batch, so a cached score would not be exact")

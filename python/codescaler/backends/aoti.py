@@ -20,6 +20,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -33,11 +34,11 @@ WEIGHTS = "weights.safetensors"
 MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1 (the decoder always calls with ROW_TILE rows)
 
 
-def _examples(arch: Arch, n: int = 64):
+def _examples(arch: Arch, n: int = 64) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
     dt = getattr(torch, arch.dtype)
     g = torch.Generator().manual_seed(0)
 
-    def w(*shape):
+    def w(*shape: int) -> torch.Tensor:
         return (torch.randn(*shape, generator=g) * 0.02).to(dt)
 
     hidden = w(n, arch.hidden)
@@ -94,7 +95,7 @@ class CompiledBlock:
     def __init__(self, path: Path, name: str):
         self._loader = torch._C._aoti.AOTIModelPackageLoader(str(path), name, False, 1, -1)
 
-    def __call__(self, *tensors):
+    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = self._loader.run(list(tensors))
         return out[0] if len(out) == 1 else tuple(out)
 
@@ -119,7 +120,7 @@ def cache_dir() -> Path:
     return codescaler_cache() / "aoti"
 
 
-def cached_package(arch: Arch, *, notify=None) -> Path:
+def cached_package(arch: Arch, *, notify: Callable[[str], None] | None = None) -> Path:
     """The cached package for ``arch`` on this machine, built first when there is none. Concurrent
     processes wait for one build (a file lock) instead of compiling the same package twice."""
     folder = cache_dir() / package_key(arch)

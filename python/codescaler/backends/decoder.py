@@ -28,13 +28,14 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelLoadError
+from .base import Unit
 
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 # Bumped whenever PreAttention or PostAttention change their inputs or arithmetic, or how they are called:
@@ -42,6 +43,8 @@ _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cp
 BLOCKS_VERSION = 3
 # Tokens per call of the blocks (see the module docstring); the C++ scorer reads it from an engine's manifest.
 ROW_TILE = 256
+# A unit's place in the packed row: (start, prefix length, answer lengths, cached prefix keys/values or None).
+Span = Tuple[int, int, list, Optional[list]]
 
 
 @dataclass(frozen=True)
@@ -102,14 +105,14 @@ class Arch:
                 "mlp.up_proj.weight", "mlp.down_proj.weight"]
 
 
-def rms_norm(x, weight, eps: float):
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """Hugging Face's RMSNorm: float32 statistics, cast back, then the weight in the input dtype."""
     h = x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
     return weight * h.to(x.dtype)
 
 
-def _rotate_half(x):
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
@@ -122,7 +125,8 @@ class PreAttention(nn.Module):
         super().__init__()
         self.arch = arch
 
-    def forward(self, hidden, cos, sin, *w):
+    def forward(self, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                *w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a = self.arch
         n = hidden.shape[0]
         x = rms_norm(hidden, w[0], a.eps)
@@ -150,7 +154,8 @@ class PostAttention(nn.Module):
         super().__init__()
         self.arch = arch
 
-    def forward(self, hidden, oa, la, ob, lb, wo, ln, wg, wu, wd):
+    def forward(self, hidden: torch.Tensor, oa: torch.Tensor, la: torch.Tensor, ob: torch.Tensor, lb: torch.Tensor,
+                wo: torch.Tensor, ln: torch.Tensor, wg: torch.Tensor, wu: torch.Tensor, wd: torch.Tensor) -> torch.Tensor:
         n = hidden.shape[0]
         top = torch.maximum(la, lb)
         wa = torch.exp(la - top).squeeze(0).transpose(0, 1).unsqueeze(-1)  # (N, heads, 1)
@@ -159,15 +164,6 @@ class PostAttention(nn.Module):
         hidden = hidden + F.linear(attn.reshape(n, -1), wo)
         x = rms_norm(hidden, ln, self.arch.eps)
         return hidden + F.linear(F.silu(F.linear(x, wg)) * F.linear(x, wu), wd)
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A prefix (possibly empty) and the answers continuing it, each scored at ``pools[i]`` of its tokens."""
-
-    prefix: Sequence[int]
-    answers: Sequence[Sequence[int]]
-    pools: Sequence[int]
 
 
 class Rope:
@@ -182,7 +178,7 @@ class Rope:
     def default(cls, head_dim: int, theta: float) -> "Rope":
         return cls(1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim)))
 
-    def __call__(self, positions: torch.Tensor, like: torch.Tensor):
+    def __call__(self, positions: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions[:, None].float() * self.inv_freq.to(positions.device)[None]
         emb = torch.cat((freqs, freqs), dim=-1)
         cos, sin = emb.cos(), emb.sin()
@@ -215,7 +211,7 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, tokens: tuple[int, ...]):
+    def get(self, tokens: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
         with self._lock:
             kv = self._entries.get(tokens)
             if kv is None:
@@ -272,7 +268,8 @@ class PackedDecoder:
         self.invariant = True
         self.device = embed.device
 
-    def layout(self, units: Sequence[Unit], cached: Sequence[bool] | None = None):
+    def layout(self, units: Sequence[Unit],
+               cached: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token ids, positions and pooled rows of ``units`` packed back to back; the prefixes of units
         flagged in ``cached`` are left out (their answers keep their positions)."""
         ids: list[int] = []
@@ -332,7 +329,8 @@ class PackedDecoder:
             return torch.cat([pool(hidden, rows[i:i + 1], self.norm, self.score, self.arch.eps)
                               for i in range(rows.shape[0])]) if rows.numel() else rows.float()
 
-    def attend(self, q, k, v, spans, pad: int = 0, layer: int = 0, made: dict | None = None):
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, spans: list[Span], pad: int = 0,
+               layer: int = 0, made: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Attention of every packed token as two halves (see ``PostAttention``): per unit, the prefix
         causally over itself; each answer over the prefix (half a) and causally over itself (half b).
         A prefix's keys and values are taken from the cache (its rows are not in the pass) or copied out
@@ -343,11 +341,11 @@ class PackedDecoder:
         flash = _flash_cpu if q.device.type == "cpu" and _flash_cpu is not None else _attention_with_lse
         a_out, a_lse, b_out, b_lse = [], [], [], []
 
-        def none(n):  # the empty half of n tokens
+        def none(n: int) -> None:  # the empty half of n tokens
             b_out.append(q.new_zeros(n, heads, d))
             b_lse.append(torch.full((1, heads, n), float("-inf"), device=q.device))
 
-        def run(qs, ks, vs, causal):
+        def run(qs: slice, ks: torch.Tensor, vs: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
             o, lse = flash(q[:, :, qs], ks, vs, 0.0, causal, scale=self.scaling)[:2]
             return o.transpose(1, 2)[0], lse  # (n, heads, d): flash's output is laid out that way
 
@@ -388,7 +386,7 @@ class PackedDecoder:
             none(pad)
         return (torch.cat(a_out), torch.cat(a_lse, dim=2).float(), torch.cat(b_out), torch.cat(b_lse, dim=2).float())
 
-def _spans(units: Sequence[Unit], kvs=None):
+def _spans(units: Sequence[Unit], kvs: Sequence[list | None] | None = None) -> Iterator[Span]:
     """(start, prefix length, answer lengths, cached prefix keys/values or None) of each unit in the
     packed row; a cached prefix takes no rows."""
     start = 0
@@ -399,7 +397,8 @@ def _spans(units: Sequence[Unit], kvs=None):
         start += (0 if kv is not None else len(u.prefix)) + sum(lengths)
 
 
-def _attention_with_lse(q, k, v, dropout, causal, *, scale):
+def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout: float, causal: bool, *,
+                        scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention with its log-sum-exps where there is no CPU flash kernel (CUDA): float32 scores,
     the same (output, lse) the flash kernel returns. q (1, heads, L, d); k, v (1, kv_heads, S, d)."""
     groups = q.shape[1] // k.shape[1]

@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import ModelLoadError
 
@@ -101,7 +102,7 @@ class EngineDir:
                 raise ModelLoadError(f"{f}: {size} bytes, the manifest says {meta['size']}; truncated or replaced")
         return cls(path, manifest)
 
-    def check_tokenizer(self, tokenizer) -> None:
+    def check_tokenizer(self, tokenizer: Any) -> None:
         """The tokenizer in the directory must be the one the engine was exported with."""
         want = self.manifest["tokenizer"]
         where = self.path / "tokenizer.json"

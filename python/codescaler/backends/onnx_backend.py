@@ -8,6 +8,9 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ModelLoadError
+from .base import Unit
+from .engine_dir import EngineDir
+from .layout import Layout, padded
 
 
 def default_threads() -> int:
@@ -18,9 +21,18 @@ def default_threads() -> int:
 
 
 class OnnxBackend:
-    name = "onnx"
+    """The :class:`~codescaler.backends.base.Backend` of ONNX engine directories: padded batches."""
 
-    def __init__(self, engine, *, providers: Sequence | None = None, threads: int | None = None):
+    name = "onnx"
+    dtype_reason = "fixed at export"
+    compiled = "ONNX Runtime"
+    # Padded batches with fused attention kernels of ONNX Runtime's choosing: a score can move with the
+    # batch's padded length, so the reward cache does not serve this backend.
+    invariant = False
+    prefix_cache = None
+
+    def __init__(self, engine: EngineDir, *, providers: Sequence[str | tuple[str, dict]] | None = None,
+                 threads: int | None = None):
         import onnxruntime as ort
 
         self.engine = engine
@@ -48,8 +60,15 @@ class OnnxBackend:
         if names != list(engine.manifest.get("inputs", names)):
             raise ModelLoadError(f"{engine.graph}: inputs {names} differ from the manifest's")
         self.providers = self.session.get_providers()
+        self.device = "cuda" if any(p != "CPUExecutionProvider" for p in self.providers) else "cpu"
 
-    def score_layout(self, layout) -> np.ndarray:
+    def score(self, units: Sequence[Unit]) -> list[float]:
+        """Raw scores of ``units`` (each one whole sequence, see ``packs``) run as one padded batch."""
+        layout = padded([u.answers[0] for u in units], [u.pools[0] for u in units], self.pad_id)
+        return self.score_layout(layout).tolist()
+
+    def score_layout(self, layout: Layout) -> np.ndarray:
+        """Raw scores (float32, one per ``layout.pool_index``) of any layout the graph takes."""
         binding = self.session.io_binding()
         for name, arr in layout.feeds().items():
             binding.bind_cpu_input(name, np.ascontiguousarray(arr))

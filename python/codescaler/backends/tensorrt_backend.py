@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
+import numpy as np
+
 from ..errors import EngineBuildError, ModelLoadError
+from .base import Unit
 from .engine_dir import MANIFEST, EngineDir
+from .layout import Layout, padded
 
 PLAN = "model.plan"
 
 
-def require_gpu_and_tensorrt(what: str):
+def require_gpu_and_tensorrt(what: str) -> Any:
     missing = []
     try:
         import tensorrt as trt
@@ -31,6 +37,11 @@ class TensorRTBackend:
 
     name = "tensorrt"
     packs = False  # takes padded layouts, as on ONNX Runtime
+    invariant = False  # as on ONNX Runtime: a score can move with its batch's padded length
+    dtype_reason = "fixed at export"
+    compiled = "TensorRT"
+    device = "cuda"
+    prefix_cache = None
 
     def __init__(self, engine: EngineDir):
         if "tensorrt" not in engine.manifest:
@@ -49,7 +60,12 @@ class TensorRTBackend:
         self.dtype = engine.manifest["dtype"]
         self.pad_id = engine.manifest["pad_id"]
 
-    def score_layout(self, layout):
+    def score(self, units: Sequence[Unit]) -> list[float]:
+        """Raw scores of ``units`` (each one whole sequence, see ``packs``) run as one padded batch."""
+        layout = padded([u.answers[0] for u in units], [u.pools[0] for u in units], self.pad_id)
+        return self.score_layout(layout).tolist()
+
+    def score_layout(self, layout: Layout) -> np.ndarray:
         torch = self._torch
         feeds = {k: torch.from_numpy(v).cuda() for k, v in layout.feeds().items()}
         scores = torch.empty(len(layout.pool_index), dtype=torch.float32, device="cuda")

@@ -14,16 +14,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    import numpy as np
+    import torch
+
+    from .decoder import PrefixCache, Rope
+    from .engine_dir import EngineDir
 
 from ..errors import ModelLoadError
 from ..options import DTYPES
+from .base import Unit
 
 # An aoti engine's weights file also holds the rotary inverse frequencies (float32) under this name.
 ROPE_INV_FREQ = "codescaler.rope.inv_freq"
 
 
-def torch_dtype(dtype):
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     import torch
 
     if isinstance(dtype, torch.dtype):
@@ -72,7 +76,7 @@ def check_model_dir(path: Path) -> dict:
     return cfg
 
 
-def load_state(path: Path, dtype, device) -> dict:
+def load_state(path: Path, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors by name, cast to ``dtype`` on ``device``: ``model.safetensors``, a sharded
     safetensors index, or ``pytorch_model.bin`` (read with ``weights_only``)."""
     import torch
@@ -111,7 +115,7 @@ def load_state_file(file: Path, where: Path) -> dict:
         raise ModelLoadError(f"{file}: cannot read the weights ({exc})") from exc
 
 
-def load_rope(cfg: dict, path: Path):
+def load_rope(cfg: dict, path: Path) -> Rope:
     """Hugging Face's rotary frequencies for this config: the default formula here, other static rope types
     (linear, llama3, yarn, ...) from transformers' own initialisers; position-dependent ones are refused."""
     from .decoder import Rope
@@ -146,12 +150,14 @@ def default_prefix_cache_mb() -> int:
 
 
 class TorchBackend:
+    """The :class:`~codescaler.backends.base.Backend` of Hugging Face folders and aoti engines."""
+
     name = "torch"
     # The planner hands it units (a prefix and the answers continuing it) packed into one row.
     packs = True
 
-    def __init__(self, path: str | Path, *, dtype=None, device: str | None = None, compile: str = "auto",
-                 prefix_cache_mb: int | None = None):
+    def __init__(self, path: str | Path, *, dtype: str | torch.dtype | None = None, device: str | None = None,
+                 compile: str = "auto", prefix_cache_mb: int | None = None):
         """A Hugging Face model folder, its blocks compiled once per machine (``compile="auto"``) or eager;
         a question cache of ``prefix_cache_mb`` (None: the default size, 0: none)."""
         import torch
@@ -170,7 +176,7 @@ class TorchBackend:
         self.dtype_reason = reason
 
     @classmethod
-    def from_engine(cls, engine, *, prefix_cache_mb: int | None = None) -> "TorchBackend":
+    def from_engine(cls, engine: EngineDir, *, prefix_cache_mb: int | None = None) -> "TorchBackend":
         """An engine directory exported with ``--format aoti``: weights at the engine's dtype, the rotary
         table recorded at export (older engines: derived from the config) and the compiled package it
         carries; nothing is compiled."""
@@ -190,11 +196,11 @@ class TorchBackend:
         self.dtype_reason = "fixed at export"
         return self
 
-    def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device, *, compile: str, package,
-               rope=None, prefix_cache_mb: int | None = None) -> None:
+    def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device: torch.device, *, compile: str,
+               package: Path | None, rope: Rope | None = None, prefix_cache_mb: int | None = None) -> None:
         from .decoder import Arch, PackedDecoder, PostAttention, PreAttention, PrefixCache
 
-        self.device = device
+        self.device = str(device)
         self.dtype = dtype
         arch = Arch.from_config(cfg, dtype, source=str(path / "config.json"))
         if "score.weight" not in state:
@@ -204,7 +210,7 @@ class TorchBackend:
         text = cfg.get("text_config", cfg)
         prefix = "model." if "model.embed_tokens.weight" in state else ""
 
-        def take(names, i=None):
+        def take(names: Sequence[str], i: int | None = None) -> list[torch.Tensor]:
             keys = [f"{prefix}{n}" if i is None else f"{prefix}layers.{i}.{n}" for n in names]
             missing = [k for k in keys if k not in state]
             if missing:
@@ -232,6 +238,15 @@ class TorchBackend:
         self.arch = arch
         self.pad_id = text.get("pad_token_id", cfg.get("pad_token_id"))
 
-    def score_units(self, units) -> list[float]:
-        """Raw scores of every answer of ``units`` (see ``decoder.Unit``), in order."""
+    @property
+    def invariant(self) -> bool:
+        """True unless a benchmark switched the decoder's batch invariance off to measure its cost."""
+        return self.decoder.invariant
+
+    @property
+    def prefix_cache(self) -> PrefixCache | None:
+        return self.decoder.prefix_cache
+
+    def score(self, units: Sequence[Unit]) -> list[float]:
+        """Raw scores of every answer of ``units`` (one packed pass), in order."""
         return self.decoder.scores(units).double().cpu().tolist()

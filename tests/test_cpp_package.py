@@ -105,6 +105,20 @@ def test_installed_layout(prefix):
     assert (prefix / "lib" / "cmake" / "codescaler" / "codescalerConfig.cmake").is_file()
 
 
+def test_examples_and_bindings_include_public_headers_only():
+    """What a user copies (the examples) and what the wheel's production module is built from (csrc/bindings)
+    name only installed headers, and the bindings' own header beside them; private code (csrc/scorer,
+    csrc/extract, ...) is reached by the library and by tests/ only."""
+    sources = [*(ROOT / "csrc" / "examples").iterdir(), *(ROOT / "csrc" / "bindings").iterdir()]
+    assert len(sources) >= 5
+    for source in sources:
+        for quoted, inc in re.findall(r'#include (["<])([^">]+)[">]', source.read_text()):
+            public = inc.startswith("codescaler/") and ".." not in inc and (ROOT / "csrc" / "include" / inc).is_file()
+            own = quoted == '"' and source.parent.name == "bindings" and "/" not in inc and (source.parent / inc).is_file()
+            system = quoted == "<" and not inc.startswith("codescaler/")  # the standard library, nanobind
+            assert public or own or system, (source.name, inc)
+
+
 def test_runpaths_hold_no_empty_or_missing_entry(prefix):
     """Build tree: torch/lib relative to the library, then absolute; installed: the absolute torch/lib alone."""
     torch_lib = Path(__import__("torch").__file__).parent / "lib"

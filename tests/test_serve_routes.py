@@ -20,9 +20,8 @@ from fastapi.testclient import TestClient
 
 from codescaler import RewardModel, options
 from codescaler.extract import extract_batch
-from codescaler.model import Reward
+from codescaler.model import CallStats, Reward
 from codescaler.serve import ServeSettings, create_app
-from codescaler.serve.worker import CallStats
 from codescaler.shape import shape, softplus
 from conftest import fenced
 
@@ -40,15 +39,19 @@ class FixedRawScores:
         self.raw = raw
         self.options = {n: options.BY_NAME[n].default for n in options.PER_CALL} | {"threads": 1}
         self.calls: list[tuple[list[str], list[str], dict]] = []
-        self.last_stats = None
 
     def score(self, questions, responses, **given):
+        return self.score_with_stats(questions, responses, **given)[0]
+
+    def score_with_stats(self, questions, responses, **given):
         o = {**{n: self.options[n] for n in options.PER_CALL}, **{k: v for k, v in given.items() if v is not None}}
         self.calls.append((list(questions), list(responses), given))
         found = extract_batch(responses, policy=o["policy"], language=o["language"], threads=1)
         raws = [self.raw.get(e.code, 0.0) if e.valid else None for e in found]
-        self.last_stats = CallStats([len(r) if e.valid else 0 for r, e in zip(responses, found)], 0, 0)
-        return [Reward(shape(raw, True) if e.valid else 0.0, raw, e.code, e.status) for e, raw in zip(found, raws)]
+        tokens = [len(r) if e.valid else 0 for r, e in zip(responses, found)]
+        stats = CallStats(tokens, computed_tokens=sum(tokens), padded_tokens=0, passes=1, shared_prefixes=0,
+                          reward_cache_hits=0)
+        return [Reward(shape(raw, True) if e.valid else 0.0, raw, e.code, e.status) for e, raw in zip(found, raws)], stats
 
 
 @pytest.fixture()

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from .. import options as opts
 from ..errors import InputError
+from ..model import best_index, regroup
 from .chat_text import split_messages, split_query
 from .errors import ERRORS, ApiError
 from .metrics import CONTENT_TYPE
@@ -43,7 +44,7 @@ class Serving:
     scheduler: Any
     settings: ServeSettings
 
-    def model_info(self) -> dict:
+    def model_info(self) -> dict[str, Any]:
         m = self.scheduler.model
         return {"name": m.source, "backend": m.backend_name, "dtype": m.dtype, "max_length": m.max_length}
 
@@ -106,33 +107,29 @@ router = APIRouter()
 
 @router.post("/v1/rewards", response_model=RewardsResponse, responses=ERRORS,
              summary="rewards for (question, response) items or for groups of responses per question")
-async def rewards(body: RewardsRequest, request: Request, serving: Served):
+async def rewards(body: RewardsRequest, request: Request, serving: Served) -> JSONResponse:
     if body.items is not None:
         questions, responses = [i.question for i in body.items], [i.response for i in body.items]
     else:
         questions = [g.question for g in body.groups for _ in g.responses]
         responses = [r for g in body.groups for r in g.responses]
-    results = [_result(r) for r in (await serving.score(request, questions, responses, body)).rewards]
+    results = [r.as_dict() for r in (await serving.score(request, questions, responses, body)).rewards]
     if body.groups is not None:
-        grouped, at = [], 0
-        for g in body.groups:
-            grouped.append(results[at:at + len(g.responses)])
-            at += len(g.responses)
-        results = grouped
+        results = regroup(results, [len(g.responses) for g in body.groups])
     return JSONResponse({"results": results, "model": serving.model_info()})
 
 
 @router.post("/v1/best_of_n", response_model=BestOfNResponse, responses=ERRORS,
              summary="the highest-reward candidate (ties to the earliest), as RewardModel.best_of_n")
-async def best_of_n(body: BestOfNRequest, request: Request, serving: Served):
+async def best_of_n(body: BestOfNRequest, request: Request, serving: Served) -> JSONResponse:
     scored = await serving.score(request, [body.question] * len(body.candidates), body.candidates, body)
     rewards = [r.reward for r in scored.rewards]
-    best = max(range(len(rewards)), key=lambda i: (rewards[i], -i))
-    return JSONResponse({"index": best, "rewards": rewards, "results": [_result(r) for r in scored.rewards],
+    return JSONResponse({"index": best_index(rewards), "rewards": rewards,
+                         "results": [r.as_dict() for r in scored.rewards],
                          "model": serving.model_info()})
 
 
-async def rerank(body: RerankRequest, request: Request, serving: Served):
+async def rerank(body: RerankRequest, request: Request, serving: Served) -> JSONResponse:
     texts = [d if isinstance(d, str) else d.text for d in body.documents]
     scored = await serving.score(request, [body.query] * len(texts), texts, body)
     order = sorted(range(len(texts)), key=lambda i: (-scored.rewards[i].reward, i))
@@ -159,7 +156,7 @@ for _path in ("/v1/rerank", "/rerank"):
              description="Beyond the schema, 422 (naming `query[i]`) when a query does not start with its "
              "prompt, when `prompts` and `query` differ in length, or, without `prompts`, when a query is not a "
              "ChatML or Llama-3 rendering with a user turn followed by an assistant header.")
-async def get_reward(body: GetRewardRequest, request: Request, serving: Served):
+async def get_reward(body: GetRewardRequest, request: Request, serving: Served) -> JSONResponse:
     if body.prompts is not None and len(body.prompts) != len(body.query):
         raise ApiError(422, "invalid_request", f"prompts has {len(body.prompts)} items but query has "
                        f"{len(body.query)}")
@@ -208,8 +205,7 @@ async def _vllm_pooling(body: VllmPoolingRequest, request: Request, serving: Ser
               "model": body.model or scheduler.model.source,
               "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
                         "prompt_tokens_details": None}}
-    return common, [{"index": i, "raw_score": r.raw_score, "status": r.status, "truncated": r.truncated,
-                     "reward": r.reward} for i, r in enumerate(scored.rewards)]
+    return common, [{"index": i, **r.as_dict()} for i, r in enumerate(scored.rewards)]
 
 
 @router.post("/classify", response_model=ClassificationResponse, responses=ERRORS,
@@ -217,7 +213,7 @@ async def _vllm_pooling(body: VllmPoolingRequest, request: Request, serving: Ser
              description="Beyond the schema, 422 when an `input` text is not a ChatML or Llama-3 rendering with a "
              "user turn followed by an assistant header, when `messages` has no assistant message or no user "
              "message before the last one, or when `truncate_prompt_tokens` is below the server's max_length.")
-async def classify(body: ClassificationRequest, request: Request, serving: Served):
+async def classify(body: ClassificationRequest, request: Request, serving: Served) -> JSONResponse:
     common, items = await _vllm_pooling(body, request, serving, "classify")
     data = [{"index": x["index"], "label": "reward", "probs": [x.pop("reward")], "num_classes": 1, **x}
             for x in items]
@@ -229,7 +225,7 @@ async def classify(body: ClassificationRequest, request: Request, serving: Serve
              description="Beyond the schema, 422 when an `input` text is not a ChatML or Llama-3 rendering with a "
              "user turn followed by an assistant header, when `messages` has no assistant message or no user "
              "message before the last one, or when `truncate_prompt_tokens` is below the server's max_length.")
-async def pooling(body: PoolingRequest, request: Request, serving: Served):
+async def pooling(body: PoolingRequest, request: Request, serving: Served) -> JSONResponse:
     common, items = await _vllm_pooling(body, request, serving, "pool")
     order = sys.byteorder if body.endianness == "native" else body.endianness
     data = []
@@ -244,7 +240,7 @@ async def pooling(body: PoolingRequest, request: Request, serving: Served):
 @router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}},
             summary="200 once the model is loaded and warmed; 503 before, while shutting down, or when one model "
             "call has run longer than the request timeout (no API key needed)")
-async def health(serving: Served):
+async def health(serving: Served) -> JSONResponse:
     scheduler = serving.scheduler
     if scheduler.stopping:
         return JSONResponse({"status": "shutting down"}, status_code=503, headers={"Retry-After": "1"})
@@ -259,12 +255,8 @@ async def health(serving: Served):
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus(request: Request):
+async def prometheus(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
-
-
-def _result(r) -> dict:
-    return {"reward": r.reward, "raw_score": r.raw_score, "status": r.status, "truncated": r.truncated}
 
 
 async def _disconnect(request: Request) -> None:
@@ -272,7 +264,7 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-def _consume(future) -> None:
+def _consume(future: asyncio.Future) -> None:
     """Retrieve a discarded answer's exception so asyncio does not log it as never retrieved."""
     if not future.cancelled():
         future.exception()

@@ -15,10 +15,17 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from .. import options as opts
-from .worker import WARMUP, call_stats
+from ..model import Reward, RewardModel, regroup
+from .worker import WARMUP, ModelProcess
+
+if TYPE_CHECKING:
+    from .metrics import ServeMetrics
+
+# What the worker thread scores with: the model itself, or the model in a process of its own.
+Model = Union[RewardModel, ModelProcess]
 
 CHARS_PER_TOKEN = 4  # estimate for the token budget before tokenizing (Qwen's BPE on code and prose)
 
@@ -36,7 +43,7 @@ class Scored:
     """One request's share of a model call: its rewards and each item's sequence length in tokens
     (0 for items the model did not run)."""
 
-    rewards: list
+    rewards: list[Reward]
     tokens: list[int]
 
 
@@ -45,7 +52,7 @@ class Job:
     questions: list[str]
     responses: list[str]
     options: dict[str, Any]           # every per-call option, resolved against the model's defaults
-    key: tuple                         # requests merge only with equal keys
+    key: tuple[tuple[str, Any], ...]   # requests merge only with equal keys
     tokens: int                        # estimated, responses only; questions are counted per batch
     arrived: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
@@ -65,8 +72,8 @@ class Scheduler:
     ``max_batch_items`` bound one merged call (a single larger request still runs, alone).
     """
 
-    def __init__(self, model_or_factory, *, window_s: float, max_batch_tokens: int, max_batch_items: int,
-                 max_queue: int, merge: bool = True, metrics=None):
+    def __init__(self, model_or_factory: Model | Callable[[], Model], *, window_s: float, max_batch_tokens: int,
+                 max_batch_items: int, max_queue: int, merge: bool = True, metrics: ServeMetrics | None = None):
         self._source = model_or_factory
         self.window_s = window_s
         self.max_batch_tokens = max_batch_tokens
@@ -74,7 +81,7 @@ class Scheduler:
         self.max_queue = max_queue
         self.merge = merge
         self.metrics = metrics
-        self.model = None
+        self.model: Model | None = None
         self.error: BaseException | None = None
         self.loaded = threading.Event()  # set once loading ended, well or not
         self._cond = threading.Condition()
@@ -125,11 +132,10 @@ class Scheduler:
                 if not job.future.done():
                     job.future.set_exception(Overloaded(f"the server is shutting down: the model call under way "
                                                         f"did not finish within the {timeout:g} s drain", 1))
-        model = self.model
-        if late and hasattr(model, "kill"):
-            model.kill()
-        if hasattr(model, "close"):
-            model.close()
+        if isinstance(self.model, ModelProcess):
+            if late:
+                self.model.kill()
+            self.model.close()
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained (at least 1)."""
@@ -143,8 +149,7 @@ class Scheduler:
         if not self.ready:
             raise Overloaded("the model is still loading" if self.error is None else
                              f"the model failed to load: {self.error}", 1 if self.error is None else 60)
-        given = opts.checked({k: v for k, v in options.items() if v is not None}, names=opts.PER_CALL)
-        resolved = {n: given.get(n, self.model.options[n]) for n in opts.PER_CALL}
+        resolved = opts.per_call(options, self.model.options)
         job = Job(questions, responses, resolved, tuple(resolved.items()),
                   sum(map(len, responses)) // CHARS_PER_TOKEN)
         with self._cond:
@@ -222,7 +227,7 @@ class Scheduler:
 
     def _load(self) -> None:
         try:
-            model = self._source if hasattr(self._source, "score") else self._source()
+            model = self._source if hasattr(self._source, "score") else self._source()  # a model, or its factory
             model.score(*WARMUP)
             self.model = model
         except BaseException as exc:  # reported by whoever waits on ``loaded``; the server stays down
@@ -275,15 +280,10 @@ class Scheduler:
         questions = [q for j in batch for q in j.questions]
         responses = [r for j in batch for r in j.responses]
         started = time.perf_counter()
-        rewards = self.model.score(questions, responses, **batch[0].options)
+        rewards, stats = self.model.score_with_stats(questions, responses, **batch[0].options)
         seconds = time.perf_counter() - started
-        stats = getattr(self.model, "last_stats", None) or call_stats(self.model)
-        tokens = stats.item_tokens
         if self.metrics is not None:
             self.metrics.observe_call(requests=len(batch), items=len(responses), stats=stats, seconds=seconds)
-        out, at = [], 0
-        for job in batch:
-            out.append(Scored(rewards[at:at + job.items], tokens[at:at + job.items]))
-            at += job.items
-        return out
+        sizes = [job.items for job in batch]
+        return [Scored(r, t) for r, t in zip(regroup(rewards, sizes), regroup(stats.item_tokens, sizes))]
 

@@ -21,7 +21,11 @@ import multiprocessing
 import pickle
 import signal
 import threading
-from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from ..model import CallStats, Reward, RewardModel
 
 WARMUP = (["Write a function that returns one."], ["```python\ndef one():\n    return 1\n```"])
 
@@ -30,20 +34,11 @@ class ModelCrashed(RuntimeError):
     """The model process died during a call (killed, out of memory, a crash in native code)."""
 
 
-@dataclass(frozen=True)
-class CallStats:
-    """What the server's metrics need from one call: each item's sequence length in tokens (0 for items
-    the model did not run), the tokens the passes ran and the question prefixes shared."""
-
-    item_tokens: list[int]
-    computed_tokens: int
-    shared_prefixes: int
-
-
 class PrefixCacheStats:
     """A snapshot of the child's ``PrefixCache`` counters, with the attributes ``/metrics`` reads."""
 
-    def __init__(self, hits, misses, saved_tokens, evictions, bytes, max_bytes, entries):
+    def __init__(self, hits: int, misses: int, saved_tokens: int, evictions: int, bytes: int, max_bytes: int,
+                 entries: int):
         self.hits, self.misses, self.saved_tokens, self.evictions = hits, misses, saved_tokens, evictions
         self.bytes, self.max_bytes, self._entries = bytes, max_bytes, entries
 
@@ -52,7 +47,7 @@ class PrefixCacheStats:
 
 
 class _StoreStats:
-    def __init__(self, bytes, entries, max_entries, evictions):
+    def __init__(self, bytes: int, entries: int, max_entries: int, evictions: int):
         self.bytes, self._entries, self.max_entries, self.evictions = bytes, entries, max_entries, evictions
 
     def __len__(self) -> int:
@@ -62,18 +57,12 @@ class _StoreStats:
 class RewardCacheStats:
     """A snapshot of the child's ``RewardCache`` counters, with the attributes ``/metrics`` reads."""
 
-    def __init__(self, kind, hits, misses, errors, stored_bytes, store):
+    def __init__(self, kind: str, hits: int, misses: int, errors: int, stored_bytes: int, store: _StoreStats | None):
         self.kind, self.hits, self.misses, self.errors, self.stored_bytes = kind, hits, misses, errors, stored_bytes
         self.store = store
 
 
-def call_stats(model) -> CallStats:
-    """The :class:`CallStats` of a ``RewardModel``'s last call."""
-    plan = model.last_plan
-    return CallStats([len(plan.seqs[k]) if k >= 0 else 0 for k in plan.slot], plan.computed_tokens, len(plan.shared))
-
-
-def _cache_stats(model) -> tuple:
+def _cache_stats(model: RewardModel) -> tuple[PrefixCacheStats | None, RewardCacheStats | None]:
     p, r = model.prefix_cache, model.reward_cache
     prefix = None if p is None else PrefixCacheStats(p.hits, p.misses, p.saved_tokens, p.evictions, p.bytes,
                                                      p.max_bytes, len(p))
@@ -94,12 +83,10 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _child(conn, source: str, options: dict) -> None:
+def _child(conn: Connection, source: str, options: dict[str, Any]) -> None:
     """The model process: load and warm the model, then answer one call per message until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the server drains, then closes the pipe or kills us
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (timeout(1) and systemd signal the whole group)
-    from ..model import RewardModel
-
     try:
         model = RewardModel.from_pretrained(source, **options)  # warmed by its own first pass; the scheduler
         # then sends WARMUP through the pipe, as it scores it on a thread
@@ -118,8 +105,8 @@ def _child(conn, source: str, options: dict) -> None:
             return
         questions, responses, call_options = message
         try:
-            rewards = model.score(questions, responses, **call_options)
-            reply = ("ok", rewards, call_stats(model), _cache_stats(model))
+            rewards, stats = model.score_with_stats(questions, responses, **call_options)
+            reply = ("ok", rewards, stats, _cache_stats(model))
         except Exception as exc:
             reply = ("raise", _portable(exc), None, _cache_stats(model))
         try:
@@ -130,24 +117,23 @@ def _child(conn, source: str, options: dict) -> None:
 
 class ModelProcess:
     """A ``RewardModel`` served from a child process, with the parts of its interface the server uses:
-    :meth:`score`, ``last_stats``, ``source``, ``backend_name``, ``dtype``, ``max_length``, ``options``,
+    :meth:`score`, :meth:`score_with_stats`, ``source``, ``backend_name``, ``dtype``, ``max_length``, ``options``,
     :meth:`describe`, and snapshots of ``prefix_cache`` and ``reward_cache`` taken after every call.
 
     :meth:`start` loads the model (blocking until it is warm; a load error is raised here). Not
     thread-safe: one caller (the scheduler's thread) at a time."""
 
-    def __init__(self, source: str, options: dict):
+    def __init__(self, source: str, options: dict[str, Any]):
         self.source_arg, self.options_arg = source, dict(options)
         self._ctx = multiprocessing.get_context("spawn")
         self._proc = None
         self._conn = None
         self._lock = threading.Lock()
-        self.last_stats: CallStats | None = None
         self.prefix_cache = self.reward_cache = None
         self.restarts = 0
 
     @classmethod
-    def start(cls, source: str, options: dict) -> "ModelProcess":
+    def start(cls, source: str, options: dict[str, Any]) -> "ModelProcess":
         proc = cls(source, options)
         proc._launch()
         return proc
@@ -179,9 +165,14 @@ class ModelProcess:
     def describe(self) -> str:
         return f"{self._description} (in model process {self.pid})"
 
-    def score(self, questions: list[str], responses: list[str], **options) -> list:
+    def score(self, questions: list[str], responses: list[str], **options: Any) -> list[Reward]:
         """The rewards ``RewardModel.score`` gives (the same bits: the same code runs in the child).
         Raises what the model raised (``InputError`` for bad input) or :class:`ModelCrashed`."""
+        return self.score_with_stats(questions, responses, **options)[0]
+
+    def score_with_stats(self, questions: list[str], responses: list[str],
+                         **options: Any) -> tuple[list[Reward], CallStats]:
+        """``RewardModel.score_with_stats`` run in the child: :meth:`score`'s rewards and the call's statistics."""
         with self._lock:
             if self._proc is None or not self._proc.is_alive():
                 self._relaunch()
@@ -198,8 +189,7 @@ class ModelProcess:
         self.prefix_cache, self.reward_cache = caches
         if kind == "raise":
             raise value
-        self.last_stats = stats
-        return value
+        return value, stats
 
     def _relaunch(self) -> None:
         self.restarts += 1
@@ -230,7 +220,7 @@ class ModelProcess:
             proc.kill()
 
 
-def _exit(proc) -> str:
+def _exit(proc: BaseProcess) -> str:
     code = proc.exitcode
     if code is None:
         return "still running"
@@ -242,4 +232,4 @@ def _exit(proc) -> str:
     return f"exit status {code}"
 
 
-__all__ = ["CallStats", "ModelCrashed", "ModelProcess", "call_stats"]
+__all__ = ["ModelCrashed", "ModelProcess"]

@@ -182,3 +182,20 @@ def test_weights_without_score_head(tmp_path):
 def test_public_contract_names():
     for name in ("extract", "extract_batch", "shape", "RewardModel", "Reward", "BestOfN", "Extraction"):
         assert hasattr(codescaler, name)
+
+
+def test_score_with_stats_returns_what_its_own_call_ran(qwen3_dir):
+    """Statistics come back with the rewards (not as state read afterwards): a second call served by the
+    reward cache reports no forward pass, and the rewards are score()'s."""
+    m = RewardModel.from_pretrained(qwen3_dir, dtype="float32")
+    qs = ["Add one.", "Add one.", "Add one.", "Print it."]
+    rs = [fenced("x = 1"), fenced("y = 2"), "no code", fenced("x = 1")]
+    rewards, stats = m.score_with_stats(qs, rs)
+    assert [r.raw_score is None for r in rewards] == [False, False, True, False]
+    assert stats.item_tokens[2] == 0 and all(stats.item_tokens[i] > 0 for i in (0, 1, 3))
+    assert (stats.passes, stats.shared_prefixes, stats.padded_tokens, stats.reward_cache_hits) == (1, 1, 0, 0)
+    assert stats.computed_tokens == m.plan_for(qs, rs).computed_tokens > 0
+    again, cached = m.score_with_stats(qs, rs)
+    assert [(r.reward, r.raw_score) for r in again] == [(r.reward, r.raw_score) for r in rewards]
+    assert (cached.passes, cached.computed_tokens, cached.reward_cache_hits) == (0, 0, 3)
+    assert [(r.reward, r.raw_score) for r in m.score(qs, rs)] == [(r.reward, r.raw_score) for r in rewards]

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     # What the collectors read at a scrape: the model's cache in this process, a snapshot of the model
     # process's, or None (no model loaded yet, or no cache).
-    PrefixCacheSource = Callable[[], "PrefixCache | PrefixCacheStats | None"]
-    RewardCacheSource = Callable[[], "RewardCache | RewardCacheStats | None"]
+    PrefixCacheSource = Callable[[], PrefixCache | PrefixCacheStats | None]
+    RewardCacheSource = Callable[[], RewardCache | RewardCacheStats | None]
 
 POWERS_OF_TWO = tuple(float(2**i) for i in range(13))  # 1 .. 4096 items
 LATENCY_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

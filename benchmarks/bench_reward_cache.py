@@ -38,11 +38,11 @@ def _step(path: str | Path, dtype: str, cache: str, role: str) -> None:
     got = []
     for call in ("first", "second"):
         t = time.perf_counter()
-        rewards = m.score(w.questions, w.responses)
+        rewards, stats = m.score_with_stats(w.questions, w.responses)
         seconds = time.perf_counter() - t
         got.append([(r.reward, r.raw_score) for r in rewards])
         c = m.reward_cache
-        print(f"{role}\t{call}\t{seconds:.4f}\t{c.misses}\t{c.hits}\t{m.last_plan.computed_tokens}", flush=True)
+        print(f"{role}\t{call}\t{seconds:.4f}\t{c.misses}\t{c.hits}\t{stats.computed_tokens}", flush=True)
     assert got[0] == got[1], "the second step's rewards differ from the first's"
     print(f"{role}\trewards\t{hashlib.sha256(repr(got[0]).encode()).hexdigest()}", flush=True)
 

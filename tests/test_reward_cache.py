@@ -107,12 +107,14 @@ def test_second_step_runs_nothing_and_gives_the_same_bits(qwen3_dir, humaneval, 
     assert m.reward_cache is not None and m.reward_cache.kind == "memory" and plain.reward_cache is None
     cache = m.reward_cache
     want = plain.score(qs, rs)
-    first = m.score(qs, rs)
+    first, stats = m.score_with_stats(qs, rs)
     unique = len({(q, r.code) for q, r in zip(qs, want) if r.raw_score is not None})
-    assert (cache.hits, cache.misses) == (0, unique) and m.last_plan.computed_tokens > 0
-    second = m.score(qs, rs)
+    assert (cache.hits, cache.misses) == (0, unique) and stats.computed_tokens > 0
+    assert stats.reward_cache_hits == 0
+    second, stats = m.score_with_stats(qs, rs)
     assert (cache.hits, cache.misses) == (unique, unique)  # every scored sequence hit
-    assert m.last_plan.computed_tokens == 0  # no forward pass at all
+    assert stats.computed_tokens == 0 and stats.passes == 0  # no forward pass at all
+    assert stats.reward_cache_hits == sum(r.raw_score is not None for r in want)
     # Per-sample arrival after the step: every pair alone hits too.
     alone = [m.score([q], [r])[0] for q, r in zip(qs, rs)]
     assert _bits(first) == _bits(second) == _bits(alone) == _bits(want)

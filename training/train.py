@@ -80,7 +80,7 @@ def scorer_encoder(model_dir: str | Path, max_length: int) -> Encoder:
     from transformers import AutoTokenizer
 
     from codescaler.encode import Encoder
-    from codescaler.model import load_tokenizer
+    from codescaler.loader import load_tokenizer
     from codescaler.template import ChatTemplate
 
     tokenizer = load_tokenizer(AutoTokenizer, Path(model_dir))

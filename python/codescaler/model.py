@@ -15,7 +15,7 @@ from .backends.base import Backend, QuestionCache, Unit
 from .encode import Encoder
 from .errors import InputError
 from .extract import extract_batch
-from .loader import load, load_tokenizer  # load_tokenizer: training/train.py imports it from here
+from .loader import load
 from .plan import Plan, plan
 from .shape import shape
 from .template import ChatTemplate
@@ -157,13 +157,9 @@ class RewardModel:
         self.template = template or ChatTemplate(tokenizer, source=source)
         self.encoder = Encoder(tokenizer, self.template, options["max_length"], options["truncation"])
         self.reward_cache: rcache.RewardCache | None = None  # attached by from_pretrained after the warm-up
-        # Deprecated: the plan of the last call, kept only for readers outside codescaler/ that have not
-        # moved to score_with_stats() / plan_for(); statistics now come back with each call.
-        self.last_plan: Plan | None = None
         # One small pass through every stage (tokenizer threads, compiled blocks, attention kernels), so
         # the first real call costs what later ones do.
         self.score(["warm-up"], ["```python\npass\n```"])
-        self.last_plan = None
 
     @classmethod
     def from_pretrained(
@@ -304,7 +300,6 @@ class RewardModel:
                 if k in cached:
                     seqs[i] = None  # not planned: no forward pass
         p = self._plan(seqs, bounds)
-        self.last_plan = p  # deprecated: see __init__
         scores = [0.0] * len(p.seqs)
         for members, units in _passes(p):
             for k, v in zip(members, self.backend.score(units)):

@@ -34,8 +34,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time this engine against the model-card and TRL-style baselines",
                        description="Time a HumanEval-derived GRPO step and a Best-of-16 request on this engine "
-                       "against the model card's usage and a TRL-style padded batch; prints a table with the "
-                       "matmul peak.", formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "against the model card's usage and a TRL-style padded batch, every system timed round-robin; "
+                       "prints the CPU and its features, the GEMM peak on the model's own layer shapes (before "
+                       "and after), and per system the best and median time and the share of that peak.", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", default="all", choices=("all", "grpo", "bon"),
                    help="GRPO step (16 questions x 8 responses), Best-of-16, or both (default: all)")
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),
@@ -50,6 +51,6 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="layers of the random model (default: 8 for bench, 4 of the 28 for 1.7b)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--repeats", type=_positive, default=3, metavar="N",
-                   help="timed runs of every path; the tables show the median wall time and the min-max of the N "
-                        "(default: 3)")
+                   help="timed runs of every path, interleaved (one run of each path, then again); the "
+                        "tables show each path's best and median wall time and all N (default: 3)")
     p.set_defaults(func=cmd_bench)

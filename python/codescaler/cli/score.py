@@ -123,9 +123,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         return ray_data.cmd_score(args)
 
     chosen = opts.from_args(args)
-    per_call = {k: v for k, v in chosen.items() if k in opts.PER_CALL}
-    load = {k: v for k, v in chosen.items() if k not in opts.PER_CALL}
-    opts.checked(chosen)  # a bad value fails before any file is touched
+    per_call, load = opts.split(chosen)  # checked: a bad value fails before any file is touched
 
     def load_model() -> RewardModel:
         return RewardModel.from_pretrained(args.model, **load)

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 # pyarrow and ray are imported inside the functions that use them: `codescaler --help` and every
 # `codescaler score` import this module (add_ray_arguments, wanted), and they are an optional extra; so is
@@ -30,7 +30,11 @@ from ..records import (INTERRUPTED, ScoreSummary, dumps, input_error, interrupte
                        replaced_on_success)
 
 if TYPE_CHECKING:
+    import argparse
+    from types import ModuleType  # the ``ray`` module, imported by _import_ray
+
     import pyarrow as pa
+    from ray.data import Dataset
 
 JSONL, PARQUET = "jsonl", "parquet"
 EXTENSIONS = {".jsonl": JSONL, ".ndjson": JSONL, ".json": JSONL, ".parquet": PARQUET, ".pq": PARQUET}
@@ -41,7 +45,7 @@ RESULTS = ("reward", "raw_score", "status", "truncated", "error")
 BATCH_ROWS = 256
 
 
-def add_ray_arguments(parser) -> None:
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("Ray (many processes or machines; needs the 'ray' extra)")
     g.add_argument("--ray", action="store_true",
                    help="score on Ray Data with a pool of actors, each loading the model once; the input may "
@@ -63,7 +67,7 @@ def _is_glob(path: str) -> bool:
     return any(c in path for c in "*?[")
 
 
-def wanted(args) -> bool:
+def wanted(args: argparse.Namespace) -> bool:
     """Whether ``codescaler score`` runs on Ray; what only Ray can do, asked without ``--ray``, fails."""
     if args.ray:
         return True
@@ -165,7 +169,7 @@ def resolve_inputs(path: str, rows_per_chunk: int = BATCH_ROWS) -> Inputs:
 
 # ----------------------------------------------------------------------------------------------- actors
 
-def _read_chunks(batch):
+def _read_chunks(batch: pa.Table) -> pa.Table:
     """Chunks (see :class:`Inputs`) -> their rows plus ``FILE`` and ``ROW`` columns. A JSONL row is its
     line's bytes (``_raw``), parsed in the actor, so a bad line becomes an error row, never a failed read."""
     import pyarrow as pa
@@ -195,7 +199,7 @@ def _read_chunks(batch):
     return pa.concat_tables(tables)
 
 
-def _result_types() -> dict:
+def _result_types() -> dict[str, pa.DataType]:
     """The Arrow types of the result columns."""
     import pyarrow as pa
 
@@ -203,7 +207,7 @@ def _result_types() -> dict:
             "error": pa.string()}
 
 
-def _result_columns(results: list[dict]):
+def _result_columns(results: list[dict[str, Any]]) -> dict[str, pa.Array]:
     import pyarrow as pa
 
     types = _result_types()
@@ -214,20 +218,21 @@ class Scorer:
     """A Ray Data actor: loads the model once, then scores one batch of rows per call (one
     ``RewardModel.score`` call, so rows of one question share its forward pass)."""
 
-    def __init__(self, model: str, load: dict, per_call: dict, fmt: str, paths: list[str] | None):
+    def __init__(self, model: str, load: dict[str, Any], per_call: dict[str, Any], fmt: str,
+                 paths: list[str] | None) -> None:
         self.model = RewardModel.from_pretrained(model, **load)
         self.per_call, self.fmt, self.paths = per_call, fmt, paths
 
-    def __call__(self, batch):
+    def __call__(self, batch: pa.Table) -> pa.Table:
         return self._jsonl(batch) if self.fmt == JSONL else self._parquet(batch)
 
-    def _where(self, batch) -> list[str]:
+    def _where(self, batch: pa.Table) -> list[str]:
         """Each row's place for error messages: "line N" / "row N", after the file when there are several."""
         unit = "line" if self.fmt == JSONL else "row"
         files, rows = batch.column(FILE).to_pylist(), batch.column(ROW).to_pylist()
         return [f"{self.paths[f]}: {unit} {n}" if self.paths else f"{unit} {n}" for f, n in zip(files, rows)]
 
-    def _results(self, pairs: list[tuple[str, str] | None], errors: list[str | None]) -> list[dict]:
+    def _results(self, pairs: list[tuple[str, str] | None], errors: list[str | None]) -> list[dict[str, Any]]:
         """One result per row: the model's for rows with a pair, an ``input_error`` for the others."""
         todo = [p for p in pairs if p is not None]
         got = iter(self.model.score([q for q, _ in todo], [r for _, r in todo], **self.per_call) if todo else ())
@@ -236,7 +241,7 @@ class Scorer:
             out.append(input_error(err) if pair is None else next(got).as_dict())
         return out
 
-    def _jsonl(self, batch):
+    def _jsonl(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
         parsed = [parse_line(n, raw) for n, raw in zip(batch.column(ROW).to_pylist(),
@@ -252,7 +257,7 @@ class Scorer:
         return pa.table({FILE: batch.column(FILE), ROW: batch.column(ROW), "_row": pa.array(rows, pa.string()),
                          **_result_columns(results)})
 
-    def _parquet(self, batch):
+    def _parquet(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
         columns = {}
@@ -278,7 +283,7 @@ class Scorer:
 
 # ---------------------------------------------------------------------------------------------- driver
 
-def _import_ray():
+def _import_ray() -> ModuleType:
     try:
         import ray
         import ray.data  # noqa: F401
@@ -288,7 +293,7 @@ def _import_ray():
     return ray
 
 
-def start(address: str | None):
+def start(address: str | None) -> tuple[ModuleType, bool]:
     """Connect to the cluster at ``address`` ($RAY_ADDRESS when None), or start a local Ray instance.
     Returns ``ray`` and whether this call initialised it (and so should shut it down)."""
     ray = _import_ray()
@@ -304,7 +309,7 @@ def start(address: str | None):
     return ray, True
 
 
-def pool_shape(ray, actors: int | None, threads: int | None) -> tuple[int, int]:
+def pool_shape(ray: ModuleType, actors: int | None, threads: int | None) -> tuple[int, int]:
     """(actors, CPUs per actor): one actor per node by default, each with as many CPUs as the smallest
     node shares out among the actors, unless ``threads`` says."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -315,7 +320,8 @@ def pool_shape(ray, actors: int | None, threads: int | None) -> tuple[int, int]:
     return actors, threads or max(1, min(min(cpus), sum(cpus) // actors))
 
 
-def scored_dataset(ray, inputs: Inputs, model: str, load: dict, per_call: dict, actors: int, cpus: int):
+def scored_dataset(ray: ModuleType, inputs: Inputs, model: str, load: dict[str, Any], per_call: dict[str, Any],
+                   actors: int, cpus: int) -> Dataset:
     """The Ray Dataset of ``inputs`` scored by ``actors`` actors of ``cpus`` CPUs each, in input order."""
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     chunks = [{"format": inputs.format, "path": inputs.paths[i], "file": i, "first": first, "start": start,
@@ -347,7 +353,7 @@ EXACT_INT = 2 ** 53
 SPOOL_ROWS = 4096  # rows per Parquet write when the spool is read back
 
 
-def _as_text(value):
+def _as_text(value: object) -> str | None:
     """A value of a string column of mixed types: strings as they are, other values as JSON text."""
     if value is None or (isinstance(value, str) and lone_surrogate(value) is None):
         return value
@@ -357,15 +363,15 @@ def _as_text(value):
 class _JsonFields:
     """The input fields of JSON rows, in order of first appearance, and what their values have been."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.kinds: dict[str, set[str]] = {}
-        self.nested: dict[str, set] = {}  # Arrow types of the object and list values, batch by batch
+        self.nested: dict[str, set[pa.DataType]] = {}  # Arrow types of the object and list values, batch by batch
         self.text: set[str] = set()  # fields that can only be a string column of JSON text
 
-    def add(self, rows: list[dict]) -> None:
+    def add(self, rows: list[dict[str, Any]]) -> None:
         import pyarrow as pa
 
-        nested: dict[str, list] = {}
+        nested: dict[str, list[Any]] = {}
         for row in rows:
             for name, value in row.items():
                 kinds = self.kinds.setdefault(name, set())
@@ -389,13 +395,13 @@ class _JsonFields:
             except Exception:  # noqa: BLE001 - pyarrow's ArrowInvalid/TypeError: no one Arrow type holds them
                 self.text.add(name)
 
-    def schema(self):
+    def schema(self) -> pa.Schema:
         import pyarrow as pa
 
         fields = [pa.field(name, self._type(name)) for name in self.kinds]
         return pa.schema(fields + [pa.field(k, t) for k, t in _result_types().items()])
 
-    def _type(self, name: str):
+    def _type(self, name: str) -> pa.DataType:
         import pyarrow as pa
 
         kinds = self.kinds[name]
@@ -432,7 +438,7 @@ class _NotThisType(Exception):
         self.name = name
 
 
-def _column(name: str, values: list, kind, text: bool):
+def _column(name: str, values: list[Any], kind: pa.DataType, text: bool) -> pa.Array:
     import pyarrow as pa
 
     try:
@@ -443,14 +449,14 @@ def _column(name: str, values: list, kind, text: bool):
         raise _NotThisType(name) from exc
 
 
-def _parquet_schema(paths: list[str]):
+def _parquet_schema(paths: list[str]) -> tuple[pa.Schema, set[str]]:
     """The output schema for Parquet input files: every column of every file, in order of first
     appearance, at its common type (see above), then the result columns; and the names of the columns
     that hold JSON text."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types: dict[str, list] = {}
+    types: dict[str, list[pa.DataType]] = {}
     for p in paths:
         for field in pq.read_schema(p):
             if field.name not in RESULTS:
@@ -489,7 +495,7 @@ class _Writer:
         except OSError as exc:
             raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
 
-    def write(self, table, in_format: str) -> None:
+    def write(self, table: pa.Table, in_format: str) -> None:
         if self.format == JSONL:
             if in_format == JSONL:
                 lines = table.column("_row").to_pylist()
@@ -508,7 +514,7 @@ class _Writer:
         else:
             self._write_parquet_input(table)
 
-    def _write_parquet_input(self, table) -> None:
+    def _write_parquet_input(self, table: pa.Table) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -604,15 +610,14 @@ def write_scored(tables: Iterable[pa.Table], inputs: Inputs, output: str, *,
 
 
 def score_with_ray(model: str, input: str, output: str, *, actors: int | None = None, address: str | None = None,
-                   options: dict | None = None, on_rows=None):
+                   options: dict[str, Any] | None = None, on_rows: Callable[[int], None] | None = None
+                   ) -> tuple[ScoreSummary, dict[str, int | float]]:
     """Score ``input`` (JSONL or Parquet: file, folder or glob) into ``output`` on Ray; returns
     ``(summary, info)`` where ``info`` holds ``actors``, ``cpus_per_actor``, ``ray_start_s``."""
     from ..tiny import resolve_model
 
     _import_ray()  # a missing extra is the first thing said
-    chosen = opts.checked(options or {})
-    per_call = {k: v for k, v in chosen.items() if k in opts.PER_CALL}
-    load = {k: v for k, v in chosen.items() if k not in opts.PER_CALL}
+    per_call, load = opts.split(options or {})
     inputs = resolve_inputs(input)
     if output != "-" and any(os.path.exists(output) and os.path.samefile(p, output) for p in inputs.paths):
         raise InputError(f"{output}: is also an input; writing it would destroy the input")
@@ -622,7 +627,7 @@ def score_with_ray(model: str, input: str, output: str, *, actors: int | None = 
     ray, owned = start(address)
     ray_start = time.perf_counter() - started
     try:
-        n, cpus = pool_shape(ray, actors, chosen.get("threads"))
+        n, cpus = pool_shape(ray, actors, load.get("threads"))
         if inputs.rows == 0:
             tables = []
         else:
@@ -649,7 +654,7 @@ def _unwrapped(exc: BaseException) -> BaseException:
     return exc
 
 
-def cmd_score(args) -> int:
+def cmd_score(args: argparse.Namespace) -> int:
     """``codescaler score --ray``: the options as for ``score``, then the run and its summary on stderr."""
     started = time.perf_counter()
     where = "stdout" if args.output == "-" else args.output

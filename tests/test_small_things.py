@@ -141,3 +141,17 @@ def test_the_server_contract_is_named_once_and_client_errors_live_in_errors():
         assert getattr(client, name) is getattr(errors, name)  # still importable from the client module
     assert issubclass(errors.RejectedRequestError, errors.InputError)
     assert issubclass(errors.ServerError, errors.CodeScalerError)
+
+
+def test_the_version_is_pyprojects_and_every_entry_point_reports_it():
+    import tomllib
+    from pathlib import Path
+
+    import codescaler
+    from codescaler.serve.app import _version
+    from codescaler.version import __version__
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert __version__ == project["version"] == codescaler.__version__ == _version()
+    proc = subprocess.run([sys.executable, "-m", "codescaler", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"codescaler {project['version']}"

@@ -6,13 +6,12 @@ from typing import TYPE_CHECKING
 
 from .errors import CodeScalerError, EngineBuildError, InputError, ModelLoadError, TemplateError
 from .extract import Extraction, extract, extract_batch
-from .model import BestOfN, Reward, RewardModel
+from .model import BestOfN, CallStats, Reward, RewardModel
 from .shape import shape, softplus
+from .version import __version__
 
 if TYPE_CHECKING:
     from .integrations.client import AsyncClient, Client
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> type[Client] | type[AsyncClient]:
@@ -29,6 +28,7 @@ def __getattr__(name: str) -> type[Client] | type[AsyncClient]:
 # `client` extra installs.
 __all__ = [
     "BestOfN",
+    "CallStats",
     "CodeScalerError",
     "EngineBuildError",
     "Extraction",
@@ -41,4 +41,5 @@ __all__ = [
     "extract_batch",
     "shape",
     "softplus",
+    "__version__",
 ]

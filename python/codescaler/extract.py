@@ -18,7 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from . import _native
+from ._native import MAX_CODE_BYTES as _MAX_CODE_BYTES
+from ._native import PARSE_BUDGET_STEPS as _PARSE_BUDGET_STEPS
+from ._native import extract_batch as _native_extract_batch
 from .errors import InputError
 from .options import LANGUAGES, POLICIES
 
@@ -31,7 +33,7 @@ STATUSES = ("ok", "no_block", "multiple_blocks", "empty_block", "syntax_error", 
 # Parser steps for all native syntax checks of one response (tree-sitter parse actions; tokens and grammar
 # rules for Python); past it the status is "timeout". Steps, not seconds: the same response gets the same
 # status on any machine under any load.
-PARSE_BUDGET_STEPS = _native.PARSE_BUDGET_STEPS
+PARSE_BUDGET_STEPS = _PARSE_BUDGET_STEPS
 
 # The most UTF-8 bytes of stripped code a selected block may hold (256 KiB); longer code is status
 # "code_too_long": neither parsed nor scored, on every path (this module, the server, Ray, the C++ scorer).
@@ -39,7 +41,7 @@ PARSE_BUDGET_STEPS = _native.PARSE_BUDGET_STEPS
 # this project's 2-core CPU), by bytes, so the same block gets the same status on any machine under any
 # load; the model reads at most max_length tokens of the code anyway. The native core's kMaxCodeBytes, so
 # the C++ scorer and this module apply one limit.
-MAX_CODE_BYTES = _native.MAX_CODE_BYTES
+MAX_CODE_BYTES = _MAX_CODE_BYTES
 
 # Above this size the parser allocates millions of AST objects; pausing the cyclic collector for the
 # duration cuts its time about 4x (12 MB of code: 27 s -> 7 s) without changing the result.
@@ -170,7 +172,7 @@ def extract_batch(
     # For policy best the native check must rank the candidates even when CPython gives the final verdict.
     validate = not cpython or policy == "best"
     budget = min(parse_budget_steps, 2**64 - 1)
-    found = _native.extract_batch(responses, policy, language, threads or 0, validate, budget)
+    found = _native_extract_batch(responses, policy, language, threads or 0, validate, budget)
     verdicts: dict[str, tuple[bool, str | None, int | None, int | None]] = {}
     out: list[Extraction] = []
     pause = cpython and gc.isenabled()

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from .. import __version__
+from ..version import __version__
 from ..errors import CodeScalerError, require_extra
 from ..eval.cli import add_eval_parser
 from ..records import INTERRUPTED

@@ -69,8 +69,6 @@ def field(path: str | os.PathLike, where: str, rec: dict[str, Any], name: str, k
 
 def provenance(model: RewardModel, data_path: str | os.PathLike | None, data_label: str) -> dict[str, Any]:
     """What a result was computed with: model path, backend and dtype, package version, data file hash."""
-    from codescaler import __version__
-
     return {
         "model": {"path": model.source, "backend": model.backend_name, "dtype": model.dtype},
         "version": __version__,

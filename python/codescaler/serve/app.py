@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 from fastapi import FastAPI
 
+from ..version import __version__
 from .errors import GATE_ERRORS, HANDLERS
 from .metrics import ServeMetrics
 from .middleware import OPEN_PATHS, Gate
@@ -89,6 +90,4 @@ def _openapi(app: FastAPI, settings: ServeSettings) -> dict:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return __version__

@@ -7,13 +7,14 @@ then norm and score them) and Hugging Face's way (norm and score every token, th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from typing import Callable
 
 import torch
 
-from codescaler.kernels.last_token_pool import flat_rows, last_token_pool, last_token_pool_reference, triton
+from codescaler.kernels.last_token_pool import flat_rows, last_token_pool, last_token_pool_reference
 
 
 def hf_project_then_gather(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor,
@@ -28,6 +29,8 @@ def hf_project_then_gather(hidden: torch.Tensor, index: torch.Tensor, norm_weigh
 
 def time_ms(fn: Callable[[], object], device: torch.device, reps: int) -> float:
     if device.type == "cuda":
+        import triton.testing
+
         return triton.testing.do_bench(fn, warmup=25, rep=200)
     fn()  # warm-up
     times = []
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     eps = 1e-6
     methods = {"torch reference (gather, norm, score)": last_token_pool_reference,
                "HF (norm + score all tokens, gather)": hf_project_then_gather}
-    if device.type == "cuda" and triton is not None:
+    if device.type == "cuda" and importlib.util.find_spec("triton") is not None:
         methods = {"triton fused kernel": last_token_pool, **methods}
 
     print(f"last-token pooling, hidden ({B}, {T}, {H}), {B} pooled rows, device {device}"

@@ -21,22 +21,36 @@ Bad arguments raise ``InputError`` (a ``ValueError``) or ``TypeError`` naming th
 
 from __future__ import annotations
 
+import functools
+from types import ModuleType
+from typing import Any
+
 import torch
 
 from codescaler.errors import InputError
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # the torch reference serves machines without Triton
-    triton = None
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Rows up to this width are one block; wider rows loop over chunks of it (registers stay bounded).
 MAX_BLOCK_H = 8192
 
 
-if triton is not None:
+@functools.cache
+def _triton() -> ModuleType | None:
+    """Triton, imported on first use (None where it is not installed): only the kernel needs it, and
+    importing it costs 0.2-0.6 s of every CPU process's load, where the torch reference runs."""
+    try:
+        import triton
+    except ImportError:  # the torch reference serves machines without Triton
+        return None
+    return triton
+
+
+@functools.cache
+def _kernel() -> Any:
+    """The Triton kernel, built on first use. Under ``TRITON_INTERPRET=1`` (set before Triton is first
+    imported) Triton builds it for its CPU interpreter."""
+    import triton
+    import triton.language as tl
 
     # No Python annotations on the kernel's arguments: Triton reads them as argument types (``H: int`` would
     # compile H, and the strides, as int32 whatever their value).
@@ -63,12 +77,15 @@ if triton is not None:
         rstd = 1.0 / tl.sqrt(tl.sum(sq, axis=0) / H + eps)
         tl.store(out_ptr + pid, tl.sum(dot, axis=0) * rstd)
 
+    return _last_token_pool_kernel
+
 
 def _interpreted() -> bool:
-    """True when the kernel was built by Triton's CPU interpreter (``TRITON_INTERPRET=1`` at import)."""
+    """True when the kernel is built by Triton's CPU interpreter (``TRITON_INTERPRET=1`` when Triton was
+    first imported)."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    return isinstance(_last_token_pool_kernel, InterpretedFunction)
+    return isinstance(_kernel(), InterpretedFunction)
 
 
 def _check(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor, score_weight: torch.Tensor,
@@ -113,22 +130,23 @@ def last_token_pool(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torc
                     eps: float) -> torch.Tensor:
     """Scores of rows ``index`` of ``hidden`` (..., H) through RMSNorm and a one-label head: float32 (K,).
 
-    Runs the Triton kernel: on CUDA, or on CPU when ``TRITON_INTERPRET=1`` was set before this module was
+    Runs the Triton kernel: on CUDA, or on CPU when ``TRITON_INTERPRET=1`` was set before Triton was first
     imported.
     """
+    triton = _triton()
     if triton is None:
         raise RuntimeError("last_token_pool needs triton, which is not installed; use "
                            "last_token_pool_reference or pool()")
     H = _check(hidden, index, norm_weight, score_weight, eps)
     if not hidden.is_cuda and not _interpreted():
         raise InputError(f"hidden is on {hidden.device}; the Triton kernel needs CUDA, or TRITON_INTERPRET=1 "
-                         "set before codescaler.kernels.last_token_pool is imported")
+                         "set before Triton is first imported")
     rows = hidden.reshape(-1, H)
     out = torch.empty(index.shape[0], dtype=torch.float32, device=hidden.device)
     if index.shape[0] == 0:
         return out
     block = min(triton.next_power_of_2(H), MAX_BLOCK_H)
-    _last_token_pool_kernel[(index.shape[0],)](
+    _kernel()[(index.shape[0],)](
         rows, index.contiguous(), norm_weight.contiguous(), score_weight.reshape(H).contiguous(), out,
         rows.stride(0), rows.stride(1), H, float(eps),
         BLOCK_H=block, num_warps=min(16, max(1, block // 512)),
@@ -156,7 +174,7 @@ def pool(hidden: torch.Tensor, index: torch.Tensor, norm_weight: torch.Tensor, s
     ``kernel=False`` forces the reference.
     """
     if kernel is None:
-        kernel = triton is not None and hidden.is_cuda and not _interpreted()
+        kernel = hidden.is_cuda and _triton() is not None and not _interpreted()
     run = last_token_pool if kernel else last_token_pool_reference
     return run(hidden, index, norm_weight, score_weight, eps)
 

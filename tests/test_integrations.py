@@ -393,15 +393,15 @@ def test_verl_concurrent_per_item_calls_share_model_calls(model, qwen3_dir, case
     questions, responses = cases
     shared = scorer.shared_scorer(model=str(qwen3_dir), dtype="float32")
     calls = []
-    real = shared.model.score
-    shared.model.score = lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
+    real = shared.model.score_with_stats
+    shared.model.score_with_stats = lambda *a, **k: calls.append(len(a[1])) or real(*a, **k)
     try:
         items = list(zip(questions, responses)) * 8
         with cf.ThreadPoolExecutor(16) as pool:
             got = list(pool.map(lambda qr: verl.compute_score("d", qr[1], None, {"question": qr[0]},
                                                               model=str(qwen3_dir), dtype="float32"), items))
     finally:
-        del shared.model.score
+        del shared.model.score_with_stats
     assert got == pytest.approx([r.reward for r in model.score(*zip(*items))], abs=TOL)
     assert sum(calls) == len(items) and len(calls) < len(items)
 

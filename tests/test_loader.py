@@ -25,9 +25,9 @@ import json, sys
 from codescaler import RewardModel
 m = RewardModel.from_pretrained(sys.argv[1])
 questions, responses, refused = json.loads(sys.argv[2])
-loaded = sorted(name for name in ("transformers", "torch._inductor") if name in sys.modules)
+loaded = sorted(name for name in ("transformers", "torch._inductor", "triton") if name in sys.modules)
 raws = [r.raw_score for r in m.score(questions, responses)]
-after = sorted(name for name in ("transformers", "torch._inductor") if name in sys.modules)
+after = sorted(name for name in ("transformers", "torch._inductor", "triton") if name in sys.modules)
 raws.append(m.score([questions[0]], [refused])[0].raw_score)
 print(json.dumps({"loaded": loaded, "after_scoring": after, "raws": raws}))
 """

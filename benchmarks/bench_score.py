@@ -313,15 +313,17 @@ def hf_systems(path: Path, workload: Workload, dtype: str, batch_sizes: Sequence
     return systems
 
 
-def interleaved(systems: list[System], repeats: int) -> list[Run]:
+def interleaved(systems: list[System], repeats: int, progress: Callable[[str], None] = lambda _: None) -> list[Run]:
     """Each system timed ``repeats`` times, round-robin (one call of each, then again), so a change in
-    what else runs on the machine falls on every system alike rather than on whichever ran then."""
+    what else runs on the machine falls on every system alike rather than on whichever ran then;
+    ``progress`` hears of each call as it ends (a run at the real shape takes tens of minutes)."""
     times: dict[str, list[float]] = {s.label: [] for s in systems}
     last: dict[str, tuple[list[float], int]] = {}
     rss: dict[str, float] = {}
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for s in systems:
             took, (rewards, computed), peak = _timed(s.call, 1)
+            progress(f"  round {round_ + 1}/{repeats}: {s.label} {took[0]:.2f} s")
             times[s.label] += took
             last[s.label] = (rewards, computed)
             rss[s.label] = max(rss.get(s.label, 0.0), peak)
@@ -378,7 +380,8 @@ def main(workloads: Sequence[str] = ("grpo", "bon"), dtype: str = "bfloat16", ba
             systems.append(engine_system(engine, w, "codescaler (not batch-invariant)", invariant=False))
         systems.append(engine_system(eager, w, "codescaler (compile='off')"))
         systems += hf_systems(path, w, dtype, batch_sizes, trl)
-        runs = interleaved(systems, repeats)
+        note(f"{w.name}: timing {len(systems)} systems, {repeats} round(s)")
+        runs = interleaved(systems, repeats, note)
         tokens, flops = useful_work(engine.plan_for(w.questions, w.responses), config)
         reference = (hf_systems(path, w, "float32", (8,), False)[0].call()[0] if dtype != "float32"
                      else next(r.rewards for r in runs if r.system.startswith("model card")))

@@ -155,3 +155,21 @@ def test_the_version_is_pyprojects_and_every_entry_point_reports_it():
     assert __version__ == project["version"] == codescaler.__version__ == _version()
     proc = subprocess.run([sys.executable, "-m", "codescaler", "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == f"codescaler {project['version']}"
+
+
+def test_bench_times_its_systems_round_robin_and_reports_best_and_median():
+    from codescaler.benchmarks import bench_score
+
+    order = []
+
+    def system(name: str, tokens: int) -> "bench_score.System":
+        return bench_score.System(name, lambda: order.append(name) or ([float(len(order))], tokens))
+
+    heard = []
+    runs = bench_score.interleaved([system("a", 3), system("b", 4)], 3, heard.append)
+    assert order == ["a", "b"] * 3  # one call of each per round, never a system's repeats back to back
+    assert len(heard) == 6 and heard[-1].startswith("  round 3/3: b ")
+    assert [(r.system, len(r.times), r.computed_tokens, r.rewards) for r in runs] == [("a", 3, 3, [5.0]),
+                                                                                     ("b", 3, 4, [6.0])]
+    run = bench_score.Run("x", [0.4, 0.1, 0.3], 0, [], 0.0)
+    assert run.best == 0.1 and run.seconds == 0.3

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from codescaler.errors import InputError
 from codescaler.records import objects, replaced_on_success
+from codescaler.version import __version__
 
 if TYPE_CHECKING:
     from codescaler.model import RewardModel

@@ -55,13 +55,6 @@ def bench_model_dir(shape: str = "bench", layers: int | None = None) -> Path:
     return out
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """Best measured GFLOP/s of an n^3 matmul at ``dtype`` on this machine."""
-    from codescaler.device import matmul_seconds
-
-    return 2 * n**3 / matmul_seconds(dtype, n, reps) / 1e9
-
-
 def layer_gemms(config: dict) -> list[tuple[str, int, int]]:
     """(name, K, N) of the linear layers of one decoder layer, as ``F.linear`` runs them: x (M, K) @ W^T (K, N)."""
     h, inter = config["hidden_size"], config["intermediate_size"]
@@ -102,19 +95,13 @@ def cpu_header() -> str:
     """The CPU's model name, the matrix/vector features that decide its kernels, and what torch runs on it."""
     import torch
 
-    from codescaler.device import cpu_flags
+    from codescaler.device import cpu_flags, cpu_model
 
-    name = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
-    except OSError:
-        pass
     wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
     flags = cpu_flags()
     have = [f for f in wanted if f in flags] or ["none of " + ", ".join(wanted)]
     isa = torch.backends.cpu.get_cpu_capability()
-    return (f"CPU {name} ({os.cpu_count()} logical CPUs) | features {' '.join(have)} | torch {torch.__version__}, "
+    return (f"CPU {cpu_model()} ({os.cpu_count()} logical CPUs) | features {' '.join(have)} | torch {torch.__version__}, "
             f"ATen CPU capability {isa}, {torch.get_num_threads()} threads")
 
 

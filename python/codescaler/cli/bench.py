@@ -36,7 +36,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
                        description="Time a HumanEval-derived GRPO step and a Best-of-16 request on this engine "
                        "against the model card's usage and a TRL-style padded batch, every system timed round-robin; "
                        "prints the CPU and its features, the GEMM peak on the model's own layer shapes (before "
-                       "and after), and per system the best and median time and the share of that peak.", formatter_class=argparse.RawDescriptionHelpFormatter)
+                       "and after), and per system the best and median time and the share of that peak.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", default="all", choices=("all", "grpo", "bon"),
                    help="GRPO step (16 questions x 8 responses), Best-of-16, or both (default: all)")
     p.add_argument("--dtype", default="bfloat16", choices=("float32", "bfloat16"),

@@ -61,9 +61,7 @@ def is_url(target: object) -> TypeGuard[str]:
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(per-call options, load options), each checked against the option table; unknown names are an
     :class:`InputError` naming the known ones."""
-    checked = opts.checked({k: v for k, v in options.items() if v is not None})
-    per_call = {k: v for k, v in checked.items() if k in opts.PER_CALL}
-    return per_call, {k: v for k, v in checked.items() if k not in opts.PER_CALL}
+    return opts.split(options)
 
 
 ADAPTER_CLIENT = {"fallback": 0.0}  # what the RL adapters give a server's client unless told otherwise

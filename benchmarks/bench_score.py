@@ -67,7 +67,7 @@ def layer_gemms(config: dict) -> list[tuple[str, int, int]]:
 def gemm_peak(config: dict, dtype: torch.dtype, rows: Sequence[int] = (256, 1024, 4096), reps: int = 5) -> dict[int, float]:
     """GFLOP/s of one decoder layer's own GEMMs (``layer_gemms``) run back to back at ``dtype`` with
     ``rows`` tokens, best of ``reps``, for each row count: the peak the useful work is compared with.
-    256 rows is the compiled blocks' tile (``ROW_TILE``); the larger counts show what the kernels reach
+    256 rows is the compiled blocks' default tile (``ROW_TILE``); the larger counts show what the kernels reach
     when the tile does not limit them."""
     import torch
     import torch.nn.functional as F
@@ -362,6 +362,11 @@ def main(workloads: Sequence[str] = ("grpo", "bon"), dtype: str = "bfloat16", ba
         w = made[name]()
         engine, start = load_engine(path, w, dtype)
         eager, _ = load_engine(path, w, dtype, compile="off")
+        kernels = getattr(engine.backend, "kernels", None)
+        if kernels is not None:
+            note(f"kernel choice recorded at the package's build: row tile {kernels.row_tile} (measured, one layer's "
+                 "blocks: " + ", ".join(f"{t} rows {us:.1f} us/row" for t, us in kernels.us_per_row.items())
+                 + f"; rule: {kernels.rule})")
         systems = [engine_system(engine, w, "codescaler (default)")]
         if engine.backend.name == "torch":
             systems.append(engine_system(engine, w, "codescaler (not batch-invariant)", invariant=False))

@@ -112,12 +112,12 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
-    from codescaler.backends.decoder import ROW_TILE, Arch
+    from codescaler.backends.decoder import Arch
     from codescaler.backends.torch_backend import (
         ROPE_INV_FREQ, load_rope, check_model_dir, default_dtype, load_state, torch_dtype)
     from codescaler.template import ChatTemplate
 
-    from codescaler.backends.aoti import PACKAGE, WEIGHTS, cached_package, machine_key
+    from codescaler.backends.aoti import KERNELS, PACKAGE, WEIGHTS, cached_package, machine_key, read_choice
 
     model, out = Path(model), Path(out)
     cfg = check_model_dir(model)
@@ -146,7 +146,10 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
     work = Path(tempfile.mkdtemp(prefix=".export.", dir=out))
     try:
         started = time.perf_counter()
-        shutil.copyfile(cached_package(arch, notify=log), work / PACKAGE)
+        package = cached_package(arch, notify=log)
+        choice = read_choice(package)
+        shutil.copyfile(package, work / PACKAGE)
+        shutil.copyfile(package.with_name(KERNELS), work / KERNELS)
         save_file(kept, str(work / WEIGHTS))
         export_seconds = time.perf_counter() - started
         shutil.copyfile(model / "config.json", work / "config.json")
@@ -155,8 +158,9 @@ def export_aoti(model: str | Path, out: str | Path, *, dtype: str | None = None,
                              architecture=(cfg.get("architectures") or ["?"])[0], export_seconds=export_seconds)
         manifest.update({"format": "aoti", "package": PACKAGE, "weights": WEIGHTS, "arch": arch.key(),
                          "rope": {"scaling": float(rope.scaling)}, "machine": json.loads(machine_key()),
-                         # Tokens per call of the blocks: the C++ scorer tiles its passes the same way.
-                         "row_tile": ROW_TILE})
+                         # Tokens per call of the blocks, chosen by measurement when the package was built
+                         # (kernels.json holds the timings): the C++ scorer tiles its passes the same way.
+                         "row_tile": choice.row_tile, "kernels": KERNELS})
         engine = _publish(work, out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -228,3 +228,48 @@ def test_attention_without_the_cpu_flash_kernel_equals_it(qwen3_dir, humaneval, 
     monkeypatch.setattr(decoder, "_flash_cpu", None)
     got = RewardModel.from_pretrained(qwen3_dir, dtype="float32", compile="off").score_code(qs, codes)
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-5
+
+
+def test_row_tile_rule_keeps_the_default_unless_another_tile_is_clearly_cheaper():
+    """The build's choice from measured microseconds per row: the default 256 within the margin, a tile
+    clearly faster per row when its padding (half a tile per 8,192-token pass) does not eat the gain."""
+    flat = {128: 10.4, 256: 10.0, 512: 9.75, 1024: 9.8}  # 512 costs 1% less than 256: within the noise
+    assert aoti.choose_row_tile(flat).row_tile == 256
+    amx_like = {128: 14.0, 256: 10.0, 512: 7.0, 1024: 6.9}  # repacking weights per call, amortised
+    choice = aoti.choose_row_tile(amx_like)
+    assert choice.row_tile == 512  # 1024's padding (6%) costs more than its 1.4% per row
+    assert choice.cost[512] < choice.cost[1024] < choice.cost[256]
+    assert aoti.choose_row_tile({128: 5.0, 256: 10.0}).row_tile == 128
+    assert aoti.choose_row_tile({512: 3.0, 1024: 3.0}).row_tile == 512  # a tie: the smaller tile
+
+
+def test_package_and_engine_record_the_measured_tile(engines):
+    """The build timed every candidate tile on this machine and recorded its choice beside the package;
+    the engine carries it (kernels.json, manifest row_tile) and runs it."""
+    engine = engines["qwen3-odd-96", "float32"]
+    arch = Arch.from_config(engine.manifest["config"], "float32")
+    choice = aoti.read_choice(aoti.cached_package(arch))
+    assert choice.row_tile in aoti.TILES and sorted(choice.us_per_row) == list(aoti.TILES)
+    assert all(us > 0 for us in choice.us_per_row.values())
+    assert engine.manifest["row_tile"] == choice.row_tile and engine.manifest["kernels"] == aoti.KERNELS
+    assert aoti.read_choice(engine.path / aoti.PACKAGE) == choice
+    m = RewardModel.from_pretrained(engine.path)
+    assert m.backend.row_tile == choice.row_tile and f"{choice.row_tile}-token tiles" in m.backend.compiled
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_every_tile_keeps_a_pair_alone_and_in_a_batch_bit_equal(engines, humaneval, dtype):
+    """Whatever tile a build chooses, batch invariance holds at it (a pair alone gives the bits it gets
+    in the batch), and the tiles agree with each other within float tolerance."""
+    m = RewardModel.from_pretrained(engines["qwen3-odd-96", dtype].path, reward_cache="off")
+    qs, codes = _workload(humaneval, seed=11)
+    by_tile = {}
+    for tile in (128, 1024):
+        m.backend.decoder.tile = tile
+        m.backend.prefix_cache.clear()
+        batch = m.score_code(qs, codes)
+        alone = [m.score_code([q], [c])[0] for q, c in zip(qs, codes)]
+        assert batch == alone
+        by_tile[tile] = batch
+    tol = 1e-5 if dtype == "float32" else 0.05
+    assert max(abs(a - b) for a, b in zip(by_tile[128], by_tile[1024])) <= tol

@@ -336,8 +336,31 @@ def test_waiting_for_another_compile_says_so(tmp_path, monkeypatch):
                         f"machine (float32, hidden 64) into {folder}"]
         assert waiter.is_alive()
         (folder / aoti.PACKAGE).write_bytes(b"built by the other process")
+        (folder / aoti.KERNELS).write_text('{"row_tile": 256}')  # and its measured choice
     waiter.join(60)
     assert got["path"] == folder / aoti.PACKAGE and len(said) == 1  # nothing compiled here
+
+
+def test_a_package_cached_before_kernel_choices_is_timed_not_recompiled(tmp_path, monkeypatch):
+    """A package from before ``kernels.json`` existed: its next load times the tiles and records the
+    choice, and compiles nothing."""
+    import shutil
+
+    from codescaler.backends.decoder import Arch
+    from codescaler.backends import aoti
+
+    arch = Arch(hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=16, eps=1e-6, qk_norm=True, qkv_bias=False,
+                dtype="float32")
+    built = aoti.cached_package(arch)  # in the session's cache
+    monkeypatch.setenv("CODESCALER_CACHE", str(tmp_path))
+    folder = aoti.cache_dir() / aoti.package_key(arch)
+    folder.mkdir(parents=True)
+    shutil.copyfile(built, folder / aoti.PACKAGE)
+    monkeypatch.setattr(aoti, "build_package", lambda *a: pytest.fail("recompiled a cached package"))
+    said = []
+    assert aoti.cached_package(arch, notify=said.append) == folder / aoti.PACKAGE
+    assert len(said) == 1 and said[0].startswith("codescaler: row tile ") and "chosen by measurement" in said[0]
+    assert aoti.read_choice(folder / aoti.PACKAGE).row_tile in aoti.TILES
 
 
 def test_a_long_input_prints_no_tokenizer_warning(qwen3_dir, capfd):

@@ -116,8 +116,15 @@ def test_bench_repeats_reach_every_timed_path_and_the_table_shows_median_and_ran
     assert main(["bench", "--workload", "bon", "--repeats", "5"]) == 0
     assert seen["repeats"] == 5 and seen["workloads"] == ("bon",)
     assert main(["bench"]) == 0 and seen["repeats"] == 3
-    with pytest.raises(SystemExit):
-        main(["bench", "--repeats", "0"])
+    assert seen["batch_sizes"] == (4, 8, 16) and seen["trl"] is True
+    # At the real shape the card runs at batch 4 only and TRL's padded batch is left out, unless asked.
+    assert main(["bench", "--shape", "1.7b"]) == 0 and seen["batch_sizes"] == (4,) and seen["trl"] is False
+    assert main(["bench", "--shape", "1.7b", "--batch-sizes", "4,16", "--trl"]) == 0
+    assert seen["batch_sizes"] == (4, 16) and seen["trl"] is True
+    assert main(["bench", "--no-trl"]) == 0 and seen["trl"] is False
+    for bad in (["--repeats", "0"], ["--batch-sizes", "4,x"], ["--batch-sizes", "0"]):
+        with pytest.raises(SystemExit):
+            main(["bench", *bad])
 
     calls = []
     times, result, _rss = bench_score._timed(lambda: calls.append(1) or len(calls), 4)

@@ -81,7 +81,7 @@ def runtime_identity(backend: Backend) -> dict[str, Any]:
 
     identity = {"backend": backend.name, "dtype": backend.dtype, "device": backend.device,
                 "compile": "eager" if backend.compiled == "eager" else "aoti",
-                "machine": machine_key(), "row_tile": ROW_TILE}
+                "machine": machine_key(), "row_tile": getattr(backend, "row_tile", ROW_TILE)}
     if backend.device.startswith("cuda"):
         import torch
 

@@ -6,6 +6,12 @@ The blocks take their weights as inputs, so a package depends only on the layer 
 shape. ``codescaler export --format aoti`` writes the package into an engine directory; for a model
 folder the torch backend builds it once into the cache (``cached_package``) and loads it from then on.
 Loading a package compiles nothing: it maps a shared library.
+
+The build also chooses, by measurement on the machine it is built for, how many tokens each call of the
+blocks covers (the row tile, see ``decoder``): it times one layer's blocks at every candidate tile and
+records the choice and the timings in ``kernels.json`` beside the package (an engine carries it, and its
+manifest's ``row_tile``). A package keeps its choice from then on, so every run on the machine gives the
+same bits; the choice never changes with load after the build.
 """
 
 from __future__ import annotations
@@ -19,17 +25,26 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import torch
 
 from ..device import cpu_flags
 from ..errors import ModelLoadError
 from ..tiny import cache_dir as codescaler_cache
-from .decoder import BLOCKS_VERSION, Arch, PostAttention, PreAttention
+from .decoder import BLOCKS_VERSION, ROW_TILE, Arch, PostAttention, PreAttention
 
 PACKAGE = "blocks.pt2"
+KERNELS = "kernels.json"  # the measured kernel choice, beside the package
+TILES = (128, 256, 512, 1024)  # the row tiles a build times
+# The pass size the tile choice is made for: the planner's default max_batch_tokens. A pass wastes half a
+# tile of padding on average, so a larger tile must be that much faster per row to be chosen.
+CHOICE_PASS_TOKENS = 8192
+# A tile other than ROW_TILE is chosen only when it beats ROW_TILE by more than this: timings within the
+# noise of a busy machine keep the default, so rebuilding on the same machine keeps the same choice.
+CHOICE_MARGIN = 0.03
 WEIGHTS = "weights.safetensors"
 MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1 (the decoder always calls with ROW_TILE rows)
 
@@ -104,6 +119,90 @@ def load_package(path: Path) -> tuple[CompiledBlock, CompiledBlock]:
     return CompiledBlock(path, "pre"), CompiledBlock(path, "post")
 
 
+@dataclass(frozen=True)
+class KernelChoice:
+    """What a build chose by measurement, and the measurements: microseconds per row of one layer's two
+    blocks at each candidate tile (best of the timed rounds), and the padding-adjusted cost compared."""
+
+    row_tile: int
+    us_per_row: dict[int, float]
+    cost: dict[int, float]
+    rule: str
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping, where: Path) -> "KernelChoice":
+        try:
+            tile = int(data["row_tile"])
+            if not 2 <= tile <= 1 << 16:
+                raise ValueError(f"row_tile {tile} outside 2..65536")
+            return cls(tile, {int(k): float(v) for k, v in data.get("us_per_row", {}).items()},
+                       {int(k): float(v) for k, v in data.get("cost", {}).items()}, str(data.get("rule", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{where}: not a kernel choice ({exc})") from exc
+
+
+def choose_row_tile(us_per_row: Mapping[int, float], *, pass_tokens: int = CHOICE_PASS_TOKENS,
+                    margin: float = CHOICE_MARGIN) -> KernelChoice:
+    """The row tile to run, from measured microseconds per row at each tile: the cost of a tile is its
+    time per row times the padding a pass of ``pass_tokens`` carries on average (half a tile); ROW_TILE
+    is kept unless a tile costs ``margin`` less, and among the tiles that do, the cheapest is taken."""
+    cost = {t: us * (1 + t / (2 * pass_tokens)) for t, us in sorted(us_per_row.items())}
+    best = min(cost, key=lambda t: (cost[t], t))
+    tile = ROW_TILE if ROW_TILE in cost and cost[ROW_TILE] <= cost[best] * (1 + margin) else best
+    rule = (f"min over tiles of us/row x (1 + tile / {2 * pass_tokens}) (half a tile of padding per "
+            f"{pass_tokens}-token pass); {ROW_TILE} unless another tile is {margin:.0%} cheaper")
+    return KernelChoice(tile, dict(sorted(us_per_row.items())), cost, rule)
+
+
+def measure_tiles(arch: Arch, pre: Callable, post: Callable, tiles: Sequence[int] = TILES, rows: int = 2048,
+                  rounds: int = 3) -> dict[int, float]:
+    """Microseconds per row of one layer's blocks (``pre`` then ``post``) over ``rows`` rows run in tiles
+    of each size, the tiles timed round-robin ``rounds`` times (a burst of load falls on all alike), best
+    round each. Random inputs of ``arch``'s shapes: the time of a GEMM does not depend on the values."""
+    pre_args, post_args = _examples(arch, rows)
+    best = {t: float("inf") for t in tiles}
+
+    def run(tile: int) -> None:
+        for t in range(0, rows, tile):
+            pre(*(a[t:t + tile] for a in pre_args[:3]), *pre_args[3:])
+            post(*(a[t:t + tile] for a in post_args[:2]), post_args[2][:, :, t:t + tile].contiguous(),
+                 post_args[3][t:t + tile], post_args[4][:, :, t:t + tile].contiguous(), *post_args[5:])
+
+    with torch.inference_mode():
+        for tile in tiles:  # warm-up: first calls at a new size allocate
+            run(tile)
+        for _ in range(rounds):
+            for tile in tiles:
+                start = time.perf_counter()
+                run(tile)
+                best[tile] = min(best[tile], time.perf_counter() - start)
+    return {t: best[t] / (-(-rows // t) * t) * 1e6 for t in tiles}
+
+
+def read_choice(package: Path) -> KernelChoice:
+    """The kernel choice recorded beside ``package``."""
+    path = package.with_name(KERNELS)
+    try:
+        return KernelChoice.from_json(json.loads(path.read_text()), path)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable ({exc})") from exc
+
+
+def _record_choice(arch: Arch, package: Path, say: Callable[[str], None]) -> KernelChoice:
+    pre, post = load_package(package)
+    choice = choose_row_tile(measure_tiles(arch, pre, post))
+    fd, tmp = tempfile.mkstemp(dir=package.parent, prefix=".partial-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(choice.as_json(), indent=2) + "\n")
+    os.replace(tmp, package.with_name(KERNELS))
+    say(f"codescaler: row tile {choice.row_tile} chosen by measurement ("
+        + ", ".join(f"{t}: {us:.1f} us/row" for t, us in choice.us_per_row.items()) + ")")
+    return choice
+
+
 def machine_key() -> str:
     """What a compiled package is valid for besides its ``Arch``: torch build, CPU features and the
     version of the blocks' code."""
@@ -121,12 +220,15 @@ def cache_dir() -> Path:
 
 
 def cached_package(arch: Arch, *, notify: Callable[[str], None] | None = None) -> Path:
-    """The cached package for ``arch`` on this machine, built first when there is none. Concurrent
-    processes wait for one build (a file lock) instead of compiling the same package twice."""
+    """The cached package for ``arch`` on this machine, built first when there is none, with its kernel
+    choice (``read_choice``) measured and recorded. Concurrent processes wait for one build (a file lock)
+    instead of compiling the same package twice."""
     folder = cache_dir() / package_key(arch)
     out = folder / PACKAGE
-    if out.is_file():
+    if out.is_file() and (folder / KERNELS).is_file():
         return out
+    if out.is_file() and not os.access(folder, os.W_OK):
+        return out  # cached read-only before kernel choices were recorded: it runs the default tile
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "arch.json").write_text(arch.key() + "\n" + machine_key() + "\n")
     say = notify or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -137,7 +239,10 @@ def cached_package(arch: Arch, *, notify: Callable[[str], None] | None = None) -
             say(f"codescaler: waiting for another process that is compiling the decoder blocks for this "
                 f"machine ({arch.dtype}, hidden {arch.hidden}) into {folder}")
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if out.is_file():  # another process built it while this one waited
+        if out.is_file() and (folder / KERNELS).is_file():  # another process built it while this one waited
+            return out
+        if out.is_file():  # built before kernel choices were recorded: measure only
+            _record_choice(arch, out, say)
             return out
         say(f"codescaler: compiling the decoder blocks for this machine ({arch.dtype}, hidden {arch.hidden}); "
             f"once, cached in {folder}")
@@ -148,4 +253,5 @@ def cached_package(arch: Arch, *, notify: Callable[[str], None] | None = None) -
             raise ModelLoadError(f"compiling the decoder blocks failed ({type(exc).__name__}: {exc}); "
                                  "compile='off' runs them eagerly") from exc
         say(f"codescaler: compiled in {time.perf_counter() - start:.0f} s")
+        _record_choice(arch, out, say)
     return out

@@ -9,8 +9,9 @@ causally over itself, the two halves merged exactly through their log-sum-exps.
 
 Batch invariance: a token's result depends only on its own sequence, never on what shares the pass.
 A GEMM library picks its algorithm (blocking, kernels, reduction splits) by the number of rows, so the
-blocks always run on tiles of exactly ``ROW_TILE`` tokens, the last one padded: every call has one
-shape, hence one algorithm, and a row's bits do not depend on its neighbours. Every attention call
+blocks always run on tiles of exactly one row count, the last one padded: every call has one shape,
+hence one algorithm, and a row's bits do not depend on its neighbours. The tile is ``ROW_TILE`` unless
+the compiled package says otherwise (its build measures the candidates, see ``codescaler.backends.aoti``). Every attention call
 covers one prefix or one answer (never several answers at once), and the score head reads one row per
 call. So a sequence's score is the same alone, in any pass, at any position, in any order.
 
@@ -41,7 +42,8 @@ _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cp
 # Bumped whenever PreAttention or PostAttention change their inputs or arithmetic, or how they are called:
 # compiled packages and engines made from other versions are rebuilt or refused.
 BLOCKS_VERSION = 3
-# Tokens per call of the blocks (see the module docstring); the C++ scorer reads it from an engine's manifest.
+# Tokens per call of the blocks by default (see the module docstring); a compiled package records its own,
+# chosen by measurement at its build, and the C++ scorer reads it from an engine's manifest.
 ROW_TILE = 256
 # A unit's place in the packed row: (start, prefix length, answer lengths, cached prefix keys/values or None).
 Span = Tuple[int, int, list, Optional[list]]
@@ -252,8 +254,9 @@ class PackedDecoder:
 
     def __init__(self, arch: Arch, *, embed: torch.Tensor, layers: list[tuple[list[torch.Tensor], list[torch.Tensor]]],
                  norm: torch.Tensor, score: torch.Tensor, rope: Rope, pre: Block, post: Block,
-                 prefix_cache: PrefixCache | None = None):
+                 prefix_cache: PrefixCache | None = None, tile: int = ROW_TILE):
         self.arch = arch
+        self.tile = tile  # tokens per call of the blocks
         self.prefix_cache = prefix_cache
         self.embed = embed
         self.layers = layers
@@ -296,7 +299,7 @@ class PackedDecoder:
         kvs = [cache.get(tuple(u.prefix)) if cache is not None and len(u.prefix) else None for u in units]
         ids, pos, rows = self.layout(units, [kv is not None for kv in kvs])
         n = ids.shape[0]
-        tile = ROW_TILE if self.invariant else max(n, 2)  # the compiled blocks take 2 tokens or more
+        tile = self.tile if self.invariant else max(n, 2)  # the compiled blocks take 2 tokens or more
         tiles = range(0, -(-n // tile) * tile, tile)
         pad = len(tiles) * tile - n
         if pad:  # padding rows (token 0 at position 0) are computed and never read

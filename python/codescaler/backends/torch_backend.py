@@ -192,13 +192,16 @@ class TorchBackend:
         inv_freq = state.pop(ROPE_INV_FREQ, None)
         rope = None if inv_freq is None else Rope(inv_freq, float(m["rope"]["scaling"]))
         self._build(engine.path, m["config"], state, m["dtype"], torch.device("cpu"), compile="auto",
-                    package=engine.path / m["package"], rope=rope, prefix_cache_mb=prefix_cache_mb)
+                    package=engine.path / m["package"], rope=rope, prefix_cache_mb=prefix_cache_mb,
+                    tile=m.get("row_tile"))
         self.dtype_reason = "fixed at export"
         return self
 
     def _build(self, path: Path, cfg: dict, state: dict, dtype: str, device: torch.device, *, compile: str,
-               package: Path | None, rope: Rope | None = None, prefix_cache_mb: int | None = None) -> None:
-        from .decoder import Arch, PackedDecoder, PostAttention, PreAttention, PrefixCache
+               package: Path | None, rope: Rope | None = None, prefix_cache_mb: int | None = None,
+               tile: int | None = None) -> None:
+        """``tile``: the engine's recorded row tile; for a model folder, its cached package's choice."""
+        from .decoder import ROW_TILE, Arch, PackedDecoder, PostAttention, PreAttention, PrefixCache
 
         self.device = str(device)
         self.dtype = dtype
@@ -219,13 +222,18 @@ class TorchBackend:
 
         pre, post = PreAttention(arch), PostAttention(arch)
         self.compiled = "eager"
+        self.kernels = None  # the compiled package's measured kernel choice (aoti.KernelChoice)
         if compile != "off" and device.type == "cpu":
             from . import aoti
 
             if package is None:
                 package = aoti.cached_package(arch)
+            if package.with_name(aoti.KERNELS).is_file():  # engines exported before it have only row_tile
+                self.kernels = aoti.read_choice(package)
+                tile = tile or self.kernels.row_tile
             pre, post = aoti.load_package(package)
-            self.compiled = f"AOTInductor ({package})"
+            self.compiled = f"AOTInductor ({package}), {tile}-token tiles"
+        tile = tile or ROW_TILE
         embed, norm = take(["embed_tokens.weight", "norm.weight"])
         mb = default_prefix_cache_mb() if prefix_cache_mb is None else prefix_cache_mb
         if rope is None:
@@ -233,7 +241,7 @@ class TorchBackend:
         self.decoder = PackedDecoder(
             arch, embed=embed, norm=norm, score=state["score.weight"], rope=rope, pre=pre, post=post,
             layers=[(take(arch.pre_names(), i), take(arch.post_names(), i)) for i in range(int(text["num_hidden_layers"]))],
-            prefix_cache=PrefixCache(mb << 20) if mb else None,
+            prefix_cache=PrefixCache(mb << 20) if mb else None, tile=tile,
         )
         self.arch = arch
         self.pad_id = text.get("pad_token_id", cfg.get("pad_token_id"))
@@ -242,6 +250,11 @@ class TorchBackend:
     def invariant(self) -> bool:
         """True unless a benchmark switched the decoder's batch invariance off to measure its cost."""
         return self.decoder.invariant
+
+    @property
+    def row_tile(self) -> int:
+        """Tokens per call of the decoder blocks (recorded in the package or engine; see ``decoder``)."""
+        return self.decoder.tile
 
     @property
     def prefix_cache(self) -> PrefixCache | None:

@@ -158,10 +158,12 @@ def choose_row_tile(us_per_row: Mapping[int, float], *, pass_tokens: int = CHOIC
 
 
 def measure_tiles(arch: Arch, pre: Callable, post: Callable, tiles: Sequence[int] = TILES, rows: int = 2048,
-                  rounds: int = 3) -> dict[int, float]:
+                  rounds: int = 3, max_rounds: int = 20, seconds: float = 0.5) -> dict[int, float]:
     """Microseconds per row of one layer's blocks (``pre`` then ``post``) over ``rows`` rows run in tiles
-    of each size, the tiles timed round-robin ``rounds`` times (a burst of load falls on all alike), best
-    round each. Random inputs of ``arch``'s shapes: the time of a GEMM does not depend on the values."""
+    of each size, the tiles timed round-robin (a burst of load falls on all alike), best round each: at
+    least ``rounds`` rounds, more for small layers (up to ``max_rounds``, about ``seconds`` in all), whose
+    millisecond rounds a single interruption would decide. Random inputs of ``arch``'s shapes: the time
+    of a GEMM does not depend on the values."""
     pre_args, post_args = _examples(arch, rows)
     best = {t: float("inf") for t in tiles}
 
@@ -172,9 +174,11 @@ def measure_tiles(arch: Arch, pre: Callable, post: Callable, tiles: Sequence[int
                  post_args[3][t:t + tile], post_args[4][:, :, t:t + tile].contiguous(), *post_args[5:])
 
     with torch.inference_mode():
+        start = time.perf_counter()
         for tile in tiles:  # warm-up: first calls at a new size allocate
             run(tile)
-        for _ in range(rounds):
+        warm = time.perf_counter() - start
+        for _ in range(min(max_rounds, max(rounds, int(seconds / max(warm, 1e-6))))):
             for tile in tiles:
                 start = time.perf_counter()
                 run(tile)
@@ -191,14 +195,15 @@ def read_choice(package: Path) -> KernelChoice:
         raise ModelLoadError(f"{path}: unreadable ({exc})") from exc
 
 
-def _record_choice(arch: Arch, package: Path, say: Callable[[str], None]) -> KernelChoice:
+def _record_choice(arch: Arch, package: Path, say: Callable[[str], None], lead: str = "codescaler: ") -> KernelChoice:
+    """Time the tiles on ``package``, write ``kernels.json`` beside it and say the choice after ``lead``."""
     pre, post = load_package(package)
     choice = choose_row_tile(measure_tiles(arch, pre, post))
     fd, tmp = tempfile.mkstemp(dir=package.parent, prefix=".partial-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(choice.as_json(), indent=2) + "\n")
     os.replace(tmp, package.with_name(KERNELS))
-    say(f"codescaler: row tile {choice.row_tile} chosen by measurement ("
+    say(f"{lead}row tile {choice.row_tile} chosen by measurement ("
         + ", ".join(f"{t}: {us:.1f} us/row" for t, us in choice.us_per_row.items()) + ")")
     return choice
 
@@ -252,6 +257,7 @@ def cached_package(arch: Arch, *, notify: Callable[[str], None] | None = None) -
         except Exception as exc:
             raise ModelLoadError(f"compiling the decoder blocks failed ({type(exc).__name__}: {exc}); "
                                  "compile='off' runs them eagerly") from exc
-        say(f"codescaler: compiled in {time.perf_counter() - start:.0f} s")
-        _record_choice(arch, out, say)
+        # one line for the build: a script that filters the compile's "codescaler: compil..." lines
+        # from stderr filters this one too
+        _record_choice(arch, out, say, lead=f"codescaler: compiled in {time.perf_counter() - start:.0f} s; ")
     return out

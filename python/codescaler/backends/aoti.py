@@ -16,6 +16,7 @@ same bits; the choice never changes with load after the build.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -27,7 +28,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -46,7 +47,7 @@ CHOICE_PASS_TOKENS = 8192
 # noise of a busy machine keep the default, so rebuilding on the same machine keeps the same choice.
 CHOICE_MARGIN = 0.03
 WEIGHTS = "weights.safetensors"
-MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1 (the decoder always calls with ROW_TILE rows)
+MIN_TOKENS = 2  # torch.export specialises a dimension of size 0 or 1 (the decoder calls with whole tiles)
 
 
 def _examples(arch: Arch, n: int = 64) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
@@ -93,15 +94,23 @@ def build_package(arch: Arch, out: Path) -> Path:
             program = export(module, args, dynamic_shapes=shapes)
             files[name] = aot_compile(program.module(), args, options={"aot_inductor.package": True})
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".partial-", suffix=".pt2")
+    with _written_whole(out) as tmp:
+        package_aoti(tmp, files)
+    return out
+
+
+@contextlib.contextmanager
+def _written_whole(out: Path) -> Iterator[str]:
+    """A temporary name beside ``out`` to write it under, renamed to ``out`` when the block ends normally
+    and removed otherwise: a reader finds ``out`` whole or not at all."""
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".partial-", suffix=out.suffix)
     os.close(fd)
     try:
-        package_aoti(tmp, files)
+        yield tmp
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return out
 
 
 class CompiledBlock:
@@ -199,10 +208,8 @@ def _record_choice(arch: Arch, package: Path, say: Callable[[str], None], lead: 
     """Time the tiles on ``package``, write ``kernels.json`` beside it and say the choice after ``lead``."""
     pre, post = load_package(package)
     choice = choose_row_tile(measure_tiles(arch, pre, post))
-    fd, tmp = tempfile.mkstemp(dir=package.parent, prefix=".partial-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(choice.as_json(), indent=2) + "\n")
-    os.replace(tmp, package.with_name(KERNELS))
+    with _written_whole(package.with_name(KERNELS)) as tmp:
+        Path(tmp).write_text(json.dumps(choice.as_json(), indent=2) + "\n")
     say(f"{lead}row tile {choice.row_tile} chosen by measurement ("
         + ", ".join(f"{t}: {us:.1f} us/row" for t, us in choice.us_per_row.items()) + ")")
     return choice
